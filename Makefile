@@ -1,0 +1,32 @@
+# sar-jax: make install | make test | make train | make parity | make bench
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: install test train parity bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+train: $(VENV)/.installed
+	$(PY) -m sar_jax.train --config quickstart
+
+parity: $(VENV)/.installed
+	$(PY) -m sar_jax.parity --out parity_out
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks.throughput --device cpu --quick
+
+clean:
+	rm -rf $(VENV) runs parity_out .pytest_cache

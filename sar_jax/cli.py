@@ -1,0 +1,35 @@
+"""Command-line plumbing shared by every entry point: common flags and error handling."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Callable, Sequence
+
+from sar_jax.errors import SarJaxError
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    """The flags both trainers share: --config, --data, --out, --set, --resume, --overwrite."""
+    parser.add_argument("--config", default="baseline",
+                        help="config name in configs/ (e.g. baseline, quickstart) or a JSON path")
+    parser.add_argument("--data", default=None, help="SAR file or folder (switches data.source to files)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/<config>-<time>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config key, value parsed as JSON (repeatable)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
+def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run ``main``; a SarJaxError becomes one line on stderr and exit status 2."""
+    warnings.showwarning = _warning_line
+    try:
+        return main(argv)
+    except SarJaxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

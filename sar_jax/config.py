@@ -1,0 +1,263 @@
+"""Configuration: JSON files in ``configs/``, ``--set`` overrides, strict validation.
+
+A config is a plain ``dict`` of exactly five sections (``model``, ``loss``,
+``train``, ``data``, ``logging``), so it serialises to JSON unchanged and is
+shared by the JAX trainer and the PyTorch reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from sar_jax.errors import SarJaxError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+Check = Callable[[Any], "str | None"]  # returns a description of what was expected, or None
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Check:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+        ok = ok and (lo is None or v >= lo) and (hi is None or v <= hi)
+        if ok:
+            return None
+        rng = f" >= {lo}" if lo is not None else ""
+        rng += f" and <= {hi}" if hi is not None else ""
+        return f"an integer{rng}"
+    return check
+
+
+def _float(lo: float | None = None, *, lo_open: bool = False, hi: float | None = None,
+           hi_open: bool = False) -> Check:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if ok and lo is not None:
+            ok = v > lo if lo_open else v >= lo
+        if ok and hi is not None:
+            ok = v < hi if hi_open else v <= hi
+        if ok:
+            return None
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if lo_open else '>='} {lo}")
+        if hi is not None:
+            parts.append(f"{'<' if hi_open else '<='} {hi}")
+        return "a number" + (" " + " and ".join(parts) if parts else "")
+    return check
+
+
+def _choice(*options: Any) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in options else "one of " + ", ".join(json.dumps(o) for o in options)
+    return check
+
+
+def _nullable(inner: Check) -> Check:
+    def check(v: Any) -> str | None:
+        if v is None:
+            return None
+        msg = inner(v)
+        return None if msg is None else f"null or {msg}"
+    return check
+
+
+def _string(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "a non-empty string"
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
+def _multiple_of_16(v: Any) -> str | None:
+    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 16 and v % 16 == 0
+    return None if ok else "a positive multiple of 16 (the encoder halves the size 4 times)"
+
+
+def _percentiles(v: Any) -> str | None:
+    ok = (isinstance(v, list) and len(v) == 2
+          and all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in v)
+          and 0 <= v[0] < v[1] <= 100)
+    return None if ok else "a list [low, high] with 0 <= low < high <= 100"
+
+
+def _devices(v: Any) -> str | None:
+    ok = v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+    return None if ok else '"auto" or a positive integer'
+
+
+# section -> key -> (default, check). Defaults are the original design (baseline).
+SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
+    "model": {
+        "in_channels": (1, _int(1)),
+        "base_channels": (64, _int(1)),
+        "latent_channels": (16, _int(1)),
+        "kernel_size": (5, _choice(5)),
+        "negative_slope": (0.2, _float(0.0)),
+    },
+    "loss": {
+        "mse_weight": (0.5, _float(0.0)),
+        "ssim_weight": (0.5, _float(0.0)),
+        "ssim_window": (11, _choice(3, 5, 7, 9, 11, 13, 15)),
+    },
+    "train": {
+        "epochs": (100, _int(1)),
+        "batch_size": (8, _int(1)),
+        "lr": (1e-4, _float(0.0, lo_open=True)),
+        "max_grad_norm": (1.0, _float(0.0, lo_open=True)),
+        "lr_patience": (10, _int(0)),
+        "lr_factor": (0.5, _float(0.0, lo_open=True, hi=1.0, hi_open=True)),
+        "early_stopping_patience": (20, _int(1)),
+        "seed": (0, _int(0)),
+        "dtype": ("float32", _choice("float32", "bfloat16")),
+        "devices": ("auto", _devices),
+    },
+    "data": {
+        "source": ("synthetic", _choice("synthetic", "files")),
+        "path": (None, _nullable(_string)),
+        "patch_size": (256, _multiple_of_16),
+        "stride": (None, _nullable(_int(1))),
+        "num_scenes": (24, _int(3)),
+        "scene_size": (1024, _multiple_of_16),
+        "looks": (4.0, _float(0.0, lo_open=True)),
+        "val_fraction": (0.15, _float(0.0, lo_open=True, hi=0.5, hi_open=True)),
+        "test_fraction": (0.15, _float(0.0, lo_open=True, hi=0.5, hi_open=True)),
+        "percentiles": ([1.0, 99.0], _percentiles),
+        "floor": (1e-6, _float(0.0, lo_open=True)),
+        "band": (None, _nullable(_int(0))),
+        "strict": (False, _bool),
+        "prefetch": (2, _int(0)),
+    },
+    "logging": {
+        "image_every": (1, _int(1)),
+        "histogram_every": (10, _int(1)),
+        "num_samples": (4, _int(1)),
+        "progress": (True, _bool),
+    },
+}
+
+
+def default_config() -> dict[str, dict[str, Any]]:
+    """The original design's configuration (what ``configs/baseline.json`` holds)."""
+    return {s: {k: copy.deepcopy(d) for k, (d, _) in keys.items()} for s, keys in SCHEMA.items()}
+
+
+def _closest(name: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(name, options, n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _merge(base: dict, update: Any, origin: str) -> None:
+    if not isinstance(update, dict):
+        raise SarJaxError(f"{origin}: expected a JSON object with sections {', '.join(SCHEMA)}")
+    for section, values in update.items():
+        if section not in SCHEMA:
+            raise SarJaxError(f"{origin}: unknown section '{section}'{_closest(section, list(SCHEMA))};"
+                              f" expected one of {', '.join(SCHEMA)}")
+        if not isinstance(values, dict):
+            raise SarJaxError(f"{origin}: section '{section}' must be a JSON object")
+        for key, value in values.items():
+            if key not in SCHEMA[section]:
+                raise SarJaxError(f"{origin}: unknown key '{section}.{key}'"
+                                  f"{_closest(key, list(SCHEMA[section]))}")
+            base[section][key] = value
+
+
+def _parse_override(item: str) -> tuple[str, str, Any]:
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise SarJaxError(f"--set {item!r}: expected section.key=value, e.g. train.lr=3e-4")
+    lhs, raw = item.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # bare words such as data.source=files are strings
+    return section, key, value
+
+
+def validate(config: dict[str, dict[str, Any]], origin: str = "config") -> None:
+    """Check every key's type and range; raise SarJaxError naming the first bad key."""
+    for section, keys in SCHEMA.items():
+        if section not in config:
+            raise SarJaxError(f"{origin}: missing section '{section}'")
+        for key, (_, check) in keys.items():
+            if key not in config[section]:
+                raise SarJaxError(f"{origin}: missing key '{section}.{key}'")
+            expected = check(config[section][key])
+            if expected is not None:
+                raise SarJaxError(f"{origin}: {section}.{key} = {json.dumps(config[section][key])}"
+                                  f" is invalid; expected {expected}")
+    data = config["data"]
+    if data["source"] == "files" and not data["path"]:
+        raise SarJaxError(f"{origin}: data.source is \"files\" but data.path is null; "
+                          "give a file or folder with --data PATH")
+    if data["val_fraction"] + data["test_fraction"] >= 0.8:
+        raise SarJaxError(f"{origin}: data.val_fraction + data.test_fraction must be < 0.8")
+    if data["stride"] is not None and data["stride"] > data["patch_size"]:
+        raise SarJaxError(f"{origin}: data.stride = {data['stride']} is invalid; expected <= "
+                          f"data.patch_size ({data['patch_size']})")
+    if data["source"] == "synthetic" and data["scene_size"] < data["patch_size"]:
+        raise SarJaxError(f"{origin}: data.scene_size = {data['scene_size']} is invalid; expected >= "
+                          f"data.patch_size ({data['patch_size']})")
+    train = config["train"]
+    if train["early_stopping_patience"] <= train["lr_patience"]:
+        warnings.warn(f"{origin}: train.early_stopping_patience ({train['early_stopping_patience']})"
+                      f" <= train.lr_patience ({train['lr_patience']}): training stops before the"
+                      " learning rate is ever reduced", stacklevel=2)
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """``NAME`` -> ``configs/NAME.json``; anything with a suffix or separator is a path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".json" or len(candidate.parts) > 1:
+        path = candidate
+    else:
+        path = CONFIG_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+        raise SarJaxError(f"config '{name_or_path}': no such file {path}; "
+                          f"known configs: {', '.join(known) or 'none'}")
+    return path
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None,
+                data_path: str | None = None) -> tuple[dict[str, dict[str, Any]], str]:
+    """Read a config file, apply ``--set`` overrides and ``--data``; validate.
+
+    Returns ``(config, name)`` where ``name`` is the file's stem (used for run directories).
+    """
+    path = resolve_config_path(name_or_path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SarJaxError(f"config {path}: cannot read ({exc.strerror})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SarJaxError(f"config {path}: invalid JSON at line {exc.lineno} column {exc.colno}:"
+                          f" {exc.msg}") from None
+    config = default_config()
+    _merge(config, raw, f"config {path}")
+    for item in overrides or []:
+        section, key, value = _parse_override(item)
+        _merge(config, {section: {key: value}}, f"--set {item}")
+    if data_path is not None:
+        config["data"]["source"] = "files"
+        config["data"]["path"] = data_path
+    validate(config, f"config {path}")
+    return config, path.stem
+
+
+def config_from_dict(raw: Any, origin: str) -> dict[str, dict[str, Any]]:
+    """Rebuild and validate a config stored in a run directory or checkpoint."""
+    config = default_config()
+    _merge(config, raw, origin)
+    validate(config, origin)
+    return config

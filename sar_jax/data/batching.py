@@ -1,0 +1,80 @@
+"""Batching: seeded per-epoch shuffle, drop_last, NHWC float32 batches, background prefetch."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Iterator
+
+import numpy as np
+
+
+class BatchIterator:
+    """Iterates a (N, H, W, C) array in batches; epoch ``e`` uses the permutation seeded by (seed, e).
+
+    The order depends only on ``(seed, epoch)``, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, images: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 drop_last: bool = False, prefetch: int = 2) -> None:
+        self.images = images
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.prefetch = prefetch
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The sample order of ``epoch``."""
+        n = len(self.images)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, epoch]).permutation(n)
+
+    def _batches(self, epoch: int) -> Iterator[np.ndarray]:
+        order = self.order(epoch)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield np.ascontiguousarray(self.images[idx], dtype=np.float32)
+
+    def epoch(self, epoch: int) -> Iterator[np.ndarray]:
+        """Batches of one epoch, produced ``prefetch`` ahead on a background thread."""
+        if self.prefetch <= 0:
+            yield from self._batches(epoch)
+            return
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+        done = object()
+
+        def produce() -> None:
+            try:
+                for batch in self._batches(epoch):
+                    while not stop.is_set():
+                        try:
+                            q.put(batch, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(done)
+            except BaseException as exc:  # surfaced in the consumer
+                q.put(exc)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=1.0)

@@ -1,0 +1,88 @@
+"""From a config's ``data`` section to normalised train/val/test patch arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sar_jax.data.batching import BatchIterator
+from sar_jax.data.patches import SPLITS, extract_patches, split_regions
+from sar_jax.data.preprocess import fit_preprocessing, normalize
+from sar_jax.data.readers import list_sar_files, read_sar
+from sar_jax.data.synthetic import synthetic_scenes
+from sar_jax.errors import SarJaxError
+
+
+@dataclass
+class Datasets:
+    """Normalised patches, NHWC float32 in [0, 1], and how they were made."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    preprocessing_params: dict[str, Any]
+    sources: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> np.ndarray:
+        """The array of split ``name`` (train, val or test)."""
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def load_scenes(data_cfg: dict[str, Any], seed: int) -> tuple[list[np.ndarray], str, list[str]]:
+    """Scenes in linear units, their common kind, and where they came from."""
+    if data_cfg["source"] == "synthetic":
+        scenes = synthetic_scenes(data_cfg["num_scenes"], data_cfg["scene_size"], data_cfg["looks"], seed)
+        return scenes, "intensity", [f"synthetic:{seed}:{i}" for i in range(len(scenes))]
+    files = list_sar_files(data_cfg["path"])
+    images = [read_sar(f, band=data_cfg["band"], strict=data_cfg["strict"]) for f in files]
+    kinds = {img.kind for img in images}
+    if len(kinds) > 1:
+        raise SarJaxError(f"data path {data_cfg['path']}: files mix kinds of values "
+                          f"({', '.join(sorted(kinds))}); use one kind per dataset")
+    for img in images:
+        if float(img.data.max()) == float(img.data.min()):
+            raise SarJaxError(f"{img.path}: constant image (every pixel {img.data.flat[0]:g})")
+    return [img.data for img in images], kinds.pop(), [img.path for img in images]
+
+
+def build_datasets(config: dict[str, Any]) -> Datasets:
+    """Load scenes, split them (by scene or by disjoint blocks), fit preprocessing on the
+    training split only, and cut normalised patches."""
+    data_cfg, seed = config["data"], config["train"]["seed"]
+    patch = data_cfg["patch_size"]
+    stride = data_cfg["stride"] or patch
+    scenes, kind, sources = load_scenes(data_cfg, seed)
+    shapes = [s.shape for s in scenes]
+    for src, (h, w) in zip(sources, shapes):
+        if h < patch or w < patch:
+            raise SarJaxError(f"{src}: image {h}x{w} is smaller than data.patch_size = {patch}")
+    regions = split_regions(shapes, patch, data_cfg["val_fraction"], data_cfg["test_fraction"], seed)
+    train_pixels = [scenes[r.scene][r.r0:r.r1, r.c0:r.c1] for r in regions["train"]]
+    params = fit_preprocessing(train_pixels, kind, data_cfg["percentiles"], data_cfg["floor"])
+    arrays = {}
+    for split in SPLITS:
+        parts = [extract_patches(scenes[r.scene], r, patch, stride) for r in regions[split]]
+        raw = np.concatenate(parts) if parts else np.zeros((0, patch, patch), np.float32)
+        if len(raw) == 0:
+            raise SarJaxError(f"the {split} split holds no {patch}x{patch} patch; use a smaller"
+                              " data.patch_size or more data")
+        arrays[split] = normalize(raw, params)[..., None]
+    batch = config["train"]["batch_size"]
+    if len(arrays["train"]) < batch:
+        raise SarJaxError(f"train.batch_size = {batch} is larger than the training split "
+                          f"({len(arrays['train'])} patches)")
+    return Datasets(arrays["train"], arrays["val"], arrays["test"], params, sources)
+
+
+def make_loaders(datasets: Datasets, config: dict[str, Any]) -> dict[str, BatchIterator]:
+    """Train (shuffled, drop_last) and val/test (in order, all samples) batch iterators."""
+    batch, seed = config["train"]["batch_size"], config["train"]["seed"]
+    prefetch = config["data"]["prefetch"]
+    return {
+        "train": BatchIterator(datasets.train, batch, shuffle=True, seed=seed, drop_last=True,
+                               prefetch=prefetch),
+        "val": BatchIterator(datasets.val, batch, shuffle=False, prefetch=prefetch),
+        "test": BatchIterator(datasets.test, batch, shuffle=False, prefetch=prefetch),
+    }

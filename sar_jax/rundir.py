@@ -1,0 +1,90 @@
+"""The run-directory layout shared by ``sar_jax.train`` and ``sar_torch_ref.train``.
+
+``<run>/config.json``, ``<run>/training.log`` (JSON lines, one per epoch),
+``<run>/tb/`` (tensorboardX events), ``<run>/checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sar_jax.errors import SarJaxError
+
+LOG_KEYS = ("epoch", "train_loss", "train_mse", "train_ssim", "train_psnr", "val_loss", "val_mse",
+            "val_ssim", "val_psnr", "lr", "epoch_seconds", "train_images_per_second")
+
+
+def default_run_dir(config_name: str, root: str | Path = "runs") -> Path:
+    """``runs/<config name>-<YYYYmmdd-HHMMSS>``."""
+    return Path(root) / f"{config_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(run_dir: str | Path, config: dict[str, Any], *, resume: bool,
+                    overwrite: bool = False) -> Path:
+    """Create (or, when resuming, reopen) a run directory and write ``config.json``.
+
+    A directory already holding a different run is refused unless ``resume`` or ``overwrite``.
+    """
+    path = Path(run_dir)
+    config_file = path / "config.json"
+    if resume:
+        if not config_file.is_file():
+            raise SarJaxError(f"--resume {path}: not a run directory (no config.json)")
+        return path
+    if config_file.exists() and not overwrite:
+        raise SarJaxError(f"--out {path}: already holds a run; pass --resume to continue it or "
+                          "--overwrite to replace it")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "checkpoints").mkdir(exist_ok=True)
+        if overwrite and (path / "training.log").exists():
+            (path / "training.log").unlink()
+        write_json_atomic(config_file, config)
+    except OSError as exc:
+        raise SarJaxError(f"--out {path}: cannot write the run directory ({exc.strerror})") from None
+    return path
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON through a temporary file and rename, so readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def append_log(run_dir: str | Path, record: dict[str, Any]) -> None:
+    """Append one epoch's record to ``training.log`` (JSON lines)."""
+    missing = [k for k in LOG_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"training.log record lacks {missing}")
+    with open(Path(run_dir) / "training.log", "a") as fh:
+        fh.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+
+
+def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All records of ``training.log``."""
+    path = Path(run_dir) / "training.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_log(run_dir: str | Path, last_epoch: int) -> None:
+    """Drop records after ``last_epoch`` (epochs logged after the checkpoint being resumed)."""
+    records = [r for r in read_log(run_dir) if r["epoch"] <= last_epoch]
+    path = Path(run_dir) / "training.log"
+    tmp = path.with_name("training.log.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, path)
