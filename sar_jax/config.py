@@ -37,7 +37,11 @@ def _int(lo: int | None = None, hi: int | None = None) -> Check:
 def _float(lo: float | None = None, *, lo_open: bool = False, hi: float | None = None,
            hi_open: bool = False) -> Check:
     def check(v: Any) -> str | None:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        try:
+            ok = ok and math.isfinite(v)
+        except OverflowError:  # an integer too large for a float
+            ok = False
         if ok and lo is not None:
             ok = v > lo if lo_open else v >= lo
         if ok and hi is not None:
@@ -55,7 +59,9 @@ def _float(lo: float | None = None, *, lo_open: bool = False, hi: float | None =
 
 def _choice(*options: Any) -> Check:
     def check(v: Any) -> str | None:
-        return None if v in options else "one of " + ", ".join(json.dumps(o) for o in options)
+        # type must match too: 11.0 or true must not pass for an integer choice
+        ok = any(type(v) is type(o) and v == o for o in options)
+        return None if ok else "one of " + ", ".join(json.dumps(o) for o in options)
     return check
 
 
@@ -238,6 +244,8 @@ def load_config(name_or_path: str, overrides: list[str] | None = None,
         text = path.read_text()
     except OSError as exc:
         raise SarJaxError(f"config {path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SarJaxError(f"config {path}: not a UTF-8 text file (byte {exc.start})") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -245,14 +253,19 @@ def load_config(name_or_path: str, overrides: list[str] | None = None,
                           f" {exc.msg}") from None
     config = default_config()
     _merge(config, raw, f"config {path}")
-    for item in overrides or []:
-        section, key, value = _parse_override(item)
-        _merge(config, {section: {key: value}}, f"--set {item}")
+    apply_overrides(config, overrides or [])
     if data_path is not None:
         config["data"]["source"] = "files"
         config["data"]["path"] = data_path
     validate(config, f"config {path}")
     return config, path.stem
+
+
+def apply_overrides(config: dict[str, dict[str, Any]], overrides: list[str]) -> None:
+    """Apply ``--set section.key=value`` items in place (validate afterwards)."""
+    for item in overrides:
+        section, key, value = _parse_override(item)
+        _merge(config, {section: {key: value}}, f"--set {item}")
 
 
 def config_from_dict(raw: Any, origin: str) -> dict[str, dict[str, Any]]:

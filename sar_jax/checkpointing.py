@@ -1,0 +1,94 @@
+"""Orbax checkpoints of the FULL training state plus JSON metadata, under ``<run>/checkpoints/``.
+
+One CheckpointManager keeps the latest two epochs and the best one by validation loss. Each
+checkpoint holds ``state`` (params, batch_stats, opt_state, plateau state, step, epoch, best
+val loss, epochs without improvement, RNG) and ``metadata`` (config, preprocessing_params,
+epoch, best_val_loss, library versions).
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from sar_jax.errors import SarJaxError
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded in every checkpoint."""
+    import flax
+    import optax
+
+    import sar_jax
+
+    return {"sar_jax": sar_jax.__version__, "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__, "orbax": getattr(ocp, "__version__", "unknown"),
+            "python": platform.python_version()}
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    """``<run>/checkpoints`` as an absolute path (Orbax requires one)."""
+    return (Path(run_dir) / "checkpoints").resolve()
+
+
+def make_manager(run_dir: str | Path, *, read_only: bool = False) -> ocp.CheckpointManager:
+    """The run's CheckpointManager: latest 2 + best 1 by ``val_loss``."""
+    directory = checkpoint_dir(run_dir)
+    if read_only and not directory.is_dir():
+        raise SarJaxError(f"{run_dir}: no checkpoints/ folder; expected a sar_jax run directory")
+    policy = pp.AnyPreservationPolicy([
+        pp.LatestN(n=2),
+        pp.BestN(get_metric_fn=lambda m: -m["val_loss"], n=1, keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policy, best_fn=lambda m: m["val_loss"], best_mode="min",
+        create=not read_only, read_only=read_only, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(directory, options=options, item_names=("state", "metadata"))
+
+
+def save(manager: ocp.CheckpointManager, epoch: int, state: Any, metadata: dict[str, Any],
+         val_loss: float) -> None:
+    """Save epoch ``epoch``'s full state and metadata (atomic: Orbax commits by rename)."""
+    manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                metadata=ocp.args.JsonSave(metadata)),
+                 metrics={"val_loss": float(val_loss)})
+    manager.wait_until_finished()
+
+
+def select_step(manager: ocp.CheckpointManager, which: str) -> int:
+    """The epoch of the ``latest`` or ``best`` checkpoint."""
+    step = manager.latest_step() if which == "latest" else manager.best_step()
+    if step is None:
+        raise SarJaxError(f"{manager.directory}: holds no checkpoint")
+    return step
+
+
+def restore(run_dir: str | Path, abstract_state: Any, which: str = "latest",
+            manager: ocp.CheckpointManager | None = None) -> tuple[Any, dict[str, Any]]:
+    """Restore ``(state, metadata)`` of the latest or best checkpoint onto ``abstract_state``."""
+    manager = manager or make_manager(run_dir, read_only=True)
+    step = select_step(manager, which)
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), metadata=ocp.args.JsonRestore()))
+    except Exception as exc:  # Orbax/tensorstore raise many types for damaged or foreign files
+        raise SarJaxError(f"{checkpoint_dir(run_dir)}/{step}: cannot restore the checkpoint "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+    return restored["state"], dict(restored["metadata"])
+
+
+def read_metadata(run_dir: str | Path, which: str = "best") -> dict[str, Any]:
+    """Only the JSON metadata (config, preprocessing_params, epoch, ...) of a checkpoint."""
+    manager = make_manager(run_dir, read_only=True)
+    step = select_step(manager, which)
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+    except Exception as exc:
+        raise SarJaxError(f"{checkpoint_dir(run_dir)}/{step}: cannot read the checkpoint metadata "
+                          f"({type(exc).__name__})") from None
+    return dict(restored["metadata"])

@@ -1,0 +1,125 @@
+"""The SAR autoencoder in Flax: the reference's layers, widths, BatchNorm, activations and init.
+
+Parameter tree (mirrors ``sar_torch_ref``'s state_dict one to one)::
+
+    encoder/block{0,1,2}/conv/kernel, encoder/block{0,1,2}/bn/{scale,bias}, encoder/final/{kernel,bias}
+    decoder/block{0,1,2}/deconv/kernel, decoder/block{0,1,2}/bn/{scale,bias}, decoder/final/{kernel,bias}
+    batch_stats: .../bn/{mean,var}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sar_jax.layers import BatchNorm, StridedConv, TransposedConv
+
+Dtype = Any
+
+
+class ConvBlock(nn.Module):
+    """Conv2d 5x5 stride 2 (no bias) + BatchNorm + LeakyReLU."""
+
+    features: int
+    negative_slope: float
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = StridedConv(self.features, negative_slope=self.negative_slope, dtype=self.dtype, name="conv")(x)
+        x = BatchNorm(dtype=self.dtype, name="bn")(x, train)
+        return nn.leaky_relu(x, self.negative_slope)
+
+
+class DeconvBlock(nn.Module):
+    """ConvTranspose2d k5 s2 p2 op1 (no bias) + BatchNorm + ReLU."""
+
+    features: int
+    negative_slope: float
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = TransposedConv(self.features, negative_slope=self.negative_slope, dtype=self.dtype,
+                           name="deconv")(x)
+        x = BatchNorm(dtype=self.dtype, name="bn")(x, train)
+        return nn.relu(x)
+
+
+class Encoder(nn.Module):
+    """Three ConvBlocks (b, 2b, 4b channels) and a plain strided conv to the latent."""
+
+    base_channels: int
+    latent_channels: int
+    negative_slope: float
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        b = self.base_channels
+        for i, width in enumerate((b, 2 * b, 4 * b)):
+            x = ConvBlock(width, self.negative_slope, self.dtype, name=f"block{i}")(x, train)
+        return StridedConv(self.latent_channels, use_bias=True, negative_slope=self.negative_slope,
+                           dtype=self.dtype, name="final")(x)
+
+
+class Decoder(nn.Module):
+    """Three DeconvBlocks (4b, 2b, b channels) and a plain transposed conv + sigmoid."""
+
+    base_channels: int
+    out_channels: int
+    negative_slope: float
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+        b = self.base_channels
+        x = z
+        for i, width in enumerate((4 * b, 2 * b, b)):
+            x = DeconvBlock(width, self.negative_slope, self.dtype, name=f"block{i}")(x, train)
+        x = TransposedConv(self.out_channels, use_bias=True, negative_slope=self.negative_slope,
+                           dtype=self.dtype, name="final")(x)
+        return nn.sigmoid(x.astype(jnp.float32))
+
+
+class SARAutoencoder(nn.Module):
+    """``apply(variables, x, train=...) -> (x_hat, z)``; x NHWC float32 in [0, 1], H and W
+    multiples of 16. ``dtype`` is the compute dtype (parameters and BN stats stay float32)."""
+
+    in_channels: int = 1
+    base_channels: int = 64
+    latent_channels: int = 16
+    negative_slope: float = 0.2
+    dtype: Dtype = jnp.float32
+
+    def setup(self) -> None:
+        self.encoder = Encoder(self.base_channels, self.latent_channels, self.negative_slope, self.dtype)
+        self.decoder = Decoder(self.base_channels, self.in_channels, self.negative_slope, self.dtype)
+
+    def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        z = self.encoder(x, train)
+        return self.decoder(z, train), z.astype(jnp.float32)
+
+    def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """Image -> latent (float32)."""
+        return self.encoder(x, train).astype(jnp.float32)
+
+    def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
+        """Latent -> image in [0, 1]."""
+        return self.decoder(z, train)
+
+    @classmethod
+    def from_config(cls, model_cfg: dict[str, Any], dtype: Dtype = jnp.float32) -> "SARAutoencoder":
+        """Build from a config's ``model`` section."""
+        return cls(in_channels=model_cfg["in_channels"], base_channels=model_cfg["base_channels"],
+                   latent_channels=model_cfg["latent_channels"],
+                   negative_slope=model_cfg["negative_slope"], dtype=dtype)
+
+
+def init_variables(model: SARAutoencoder, rng: jax.Array, image_size: int) -> dict[str, Any]:
+    """``{"params", "batch_stats"}`` for the model on (1, S, S, C) inputs."""
+    x = jnp.zeros((1, image_size, image_size, model.in_channels), jnp.float32)
+    return dict(model.init(rng, x, train=False))
