@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,13 @@ def prepare_run_dir(run_dir: str | Path, config: dict[str, Any], *, resume: bool
                           "--overwrite to replace it")
     try:
         path.mkdir(parents=True, exist_ok=True)
+        if overwrite:  # replace the old run: its log, checkpoints and events must not survive
+            if (path / "training.log").exists():
+                (path / "training.log").unlink()
+            for sub in ("checkpoints", "tb"):
+                if (path / sub).is_dir():
+                    shutil.rmtree(path / sub)
         (path / "checkpoints").mkdir(exist_ok=True)
-        if overwrite and (path / "training.log").exists():
-            (path / "training.log").unlink()
         write_json_atomic(config_file, config)
     except OSError as exc:
         raise SarJaxError(f"--out {path}: cannot write the run directory ({exc.strerror})") from None
@@ -59,6 +64,8 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 
 def _clean(value: Any) -> Any:
+    if not isinstance(value, (str, int, float, type(None))) and hasattr(value, "item"):
+        value = value.item()  # numpy / jax / torch scalars are not JSON-serialisable as such
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -78,7 +85,19 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "training.log"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = text.splitlines()
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines) and not text.endswith("\n"):
+                break  # the last record was cut short by a crash mid-write: drop it
+            raise SarJaxError(f"{path}: line {n} is not valid JSON") from None
+    return records
 
 
 def truncate_log(run_dir: str | Path, last_epoch: int) -> None:

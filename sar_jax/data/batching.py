@@ -50,20 +50,24 @@ class BatchIterator:
         stop = threading.Event()
         done = object()
 
+        def put(item: object) -> bool:
+            # Never block forever: the consumer may have stopped reading (loop left early).
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce() -> None:
             try:
                 for batch in self._batches(epoch):
-                    while not stop.is_set():
-                        try:
-                            q.put(batch, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not put(batch):
                         return
-                q.put(done)
+                put(done)
             except BaseException as exc:  # surfaced in the consumer
-                q.put(exc)
+                put(exc)
 
         thread = threading.Thread(target=produce, daemon=True)
         thread.start()

@@ -37,6 +37,8 @@ def fit_preprocessing(train_images: Sequence[np.ndarray], mode: str,
     if mode not in ("intensity", "amplitude", "log8"):
         raise SarJaxError(f"preprocessing mode '{mode}': expected intensity, amplitude or log8")
     total = sum(img.size for img in train_images)
+    if total == 0:
+        raise SarJaxError("no training pixels to fit the preprocessing on")
     step = max(1, total // _MAX_FIT_SAMPLES)
     sample = np.concatenate([to_log(img.reshape(-1)[::step], mode, floor) for img in train_images])
     vmin, vmax = (float(v) for v in np.percentile(sample, list(percentiles)))

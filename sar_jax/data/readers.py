@@ -113,6 +113,8 @@ def _read_npy(path: Path, band: int | None) -> tuple[np.ndarray, str, dict[str, 
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:
         raise SarJaxError(f"{path}: cannot read NPY ({type(exc).__name__}: {exc})") from None
+    if not isinstance(arr, np.ndarray):  # e.g. an .npz archive renamed to .npy
+        raise SarJaxError(f"{path}: not a single NPY array ({type(arr).__name__})")
     if arr.dtype.kind not in "biufc":
         raise SarJaxError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
