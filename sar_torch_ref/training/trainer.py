@@ -136,6 +136,11 @@ def _open_run_dir(run_dir: Path, config: dict[str, Any], checkpoint: dict[str, A
         shutil.rmtree(run_dir / "tb", ignore_errors=True)
         for name in ("last.pt", "best.pt"):
             (run_dir / "checkpoints" / name).unlink(missing_ok=True)
+    if checkpoint is not None and resume_from is not None:
+        # a new run continued from another run's checkpoint starts with that run's best model
+        source_best = resume_from.parent / "best.pt"
+        if source_best.is_file():
+            shutil.copyfile(source_best, run_dir / "checkpoints" / "best.pt")
     return False
 
 
