@@ -176,7 +176,7 @@ def _merge(base: dict, update: Any, origin: str) -> None:
             base[section][key] = value
 
 
-def _parse_override(item: str) -> tuple[str, str, Any]:
+def parse_override(item: str) -> tuple[str, str, Any]:
     if "=" not in item or "." not in item.split("=", 1)[0]:
         raise SarJaxError(f"--set {item!r}: expected section.key=value, e.g. train.lr=3e-4")
     lhs, raw = item.split("=", 1)
@@ -264,8 +264,28 @@ def load_config(name_or_path: str, overrides: list[str] | None = None,
 def apply_overrides(config: dict[str, dict[str, Any]], overrides: list[str]) -> None:
     """Apply ``--set section.key=value`` items in place (validate afterwards)."""
     for item in overrides:
-        section, key, value = _parse_override(item)
+        section, key, value = parse_override(item)
         _merge(config, {section: {key: value}}, f"--set {item}")
+
+
+# Keys a resumed run may change with --set: everything else comes from the run's own config.
+RESUME_OVERRIDABLE = ({("train", "epochs"), ("data", "prefetch")}
+                      | {("logging", k) for k in ("image_every", "histogram_every", "num_samples", "progress")})
+
+
+def resume_config(stored: Any, overrides: list[str], origin: str) -> dict[str, dict[str, Any]]:
+    """A run's stored config with ``--set`` overrides limited to :data:`RESUME_OVERRIDABLE`
+    (e.g. ``train.epochs`` to train longer)."""
+    config = config_from_dict(stored, origin)
+    for item in overrides:
+        section, key, _ = parse_override(item)
+        if (section, key) not in RESUME_OVERRIDABLE:
+            allowed = ", ".join(sorted(f"{s}.{k}" for s, k in RESUME_OVERRIDABLE))
+            raise SarJaxError(f"--set {item}: cannot change {section}.{key} when resuming "
+                              f"(the run's config is used); allowed: {allowed}")
+    apply_overrides(config, overrides)
+    validate(config, f"{origin} with --set overrides")
+    return config
 
 
 def config_from_dict(raw: Any, origin: str) -> dict[str, dict[str, Any]]:

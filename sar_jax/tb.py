@@ -18,11 +18,12 @@ SCALAR_TAGS = {"train_loss": "train/loss", "train_mse": "train/mse", "train_ssim
                "epoch_seconds": "epoch_seconds", "train_images_per_second": "train_images_per_second"}
 
 
-def open_writer(run_dir: str | Path) -> Any:
-    """A tensorboardX SummaryWriter on ``<run>/tb``."""
+def open_writer(run_dir: str | Path, purge_step: int | None = None) -> Any:
+    """A tensorboardX SummaryWriter on ``<run>/tb``; ``purge_step`` drops events logged at or
+    after that epoch by an earlier, interrupted run (used when resuming)."""
     from tensorboardX import SummaryWriter
 
-    return SummaryWriter(str(Path(run_dir) / "tb"))
+    return SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge_step)
 
 
 def log_epoch(writer: Any, record: dict[str, Any], epoch: int) -> None:

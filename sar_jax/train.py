@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sar_jax import checkpointing, tb
 from sar_jax.cli import add_train_args, run_main
-from sar_jax.config import apply_overrides, config_from_dict, load_config, validate
+from sar_jax.config import load_config, resume_config, validate
 from sar_jax.data.batching import BatchIterator
 from sar_jax.data.pipeline import build_datasets, make_loaders
 from sar_jax.errors import SarJaxError
@@ -121,7 +121,7 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
         truncate_log(run_dir, int(state.epoch))
     train_cfg, log_cfg = config["train"], config["logging"]
     samples = datasets.val[: log_cfg["num_samples"]]
-    writer = tb.open_writer(run_dir)
+    writer = tb.open_writer(run_dir, purge_step=int(state.epoch) + 1 if resume else None)
     start = int(state.epoch) + 1
     stopped_early = int(state.epochs_without_improvement) >= train_cfg["early_stopping_patience"]
     try:
@@ -205,16 +205,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse flags, train, print where the run is and its best scores."""
     args = setup_args().parse_args(argv)
     if args.resume is not None:
+        if args.data is not None:
+            raise SarJaxError("--data cannot be combined with --resume (the run's data config is used)")
         run_dir = _resume_dir(args)
         config_file = run_dir / "config.json"
         if not config_file.is_file():
             raise SarJaxError(f"--resume {run_dir}: not a run directory (no config.json)")
         try:
-            config = config_from_dict(json.loads(config_file.read_text()), str(config_file))
+            stored = json.loads(config_file.read_text())
         except json.JSONDecodeError as exc:
             raise SarJaxError(f"{config_file}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
-        apply_overrides(config, args.overrides)
-        validate(config, str(config_file))
+        config = resume_config(stored, args.overrides, str(config_file))
     else:
         config, name = load_config(args.config, args.overrides, args.data)
         run_dir = Path(args.out) if args.out else default_run_dir(name)

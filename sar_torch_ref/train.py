@@ -79,7 +79,8 @@ def resolve_resume(value: str | bool, config: str, out: str | None) -> tuple[Pat
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, train, return 0. Raises SarJaxError on bad input."""
     from sar_torch_ref.training.checkpoint import load_checkpoint
-    from sar_torch_ref.training.trainer import resume_config, train_and_evaluate
+    from sar_jax.config import resume_config
+    from sar_torch_ref.training.trainer import train_and_evaluate
 
     args = setup_args().parse_args(argv)
     if args.resume is None:
@@ -91,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SarJaxError("--data cannot be combined with --resume (the checkpoint's data config is used)")
     ckpt_path, run_dir = resolve_resume(args.resume, args.config, args.out)
     checkpoint = load_checkpoint(ckpt_path)
-    config = resume_config(checkpoint, args.overrides, f"checkpoint {ckpt_path}")
+    config = resume_config(checkpoint["config"], args.overrides, f"checkpoint {ckpt_path}")
     name = checkpoint.get("config_name") or run_dir.name
     train_and_evaluate(config, name, run_dir, resume_from=ckpt_path, overwrite=args.overwrite)
     return 0

@@ -12,7 +12,6 @@ training metrics are means over steps of the batch metrics.
 
 from __future__ import annotations
 
-import copy
 import math
 import shutil
 import sys
@@ -23,16 +22,16 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from sar_jax.config import _parse_override, config_from_dict
+from sar_jax.config import RESUME_OVERRIDABLE, config_from_dict
 from sar_jax.data.batching import BatchIterator
 from sar_jax.data.pipeline import build_datasets, make_loaders
 from sar_jax.early_stopping import EarlyStopping
 from sar_jax.errors import SarJaxError
 from sar_jax.rundir import append_log, prepare_run_dir, truncate_log, write_json_atomic
-from sar_jax.visualize import comparison_grid, save_reconstructions_png
+from sar_jax import tb
+from sar_jax.visualize import save_reconstructions_png
 from sar_torch_ref.evaluation.metrics import per_image_metrics
 from sar_torch_ref.losses.combined import CombinedLoss
 from sar_torch_ref.models.autoencoder import SARAutoencoder
@@ -40,9 +39,6 @@ from sar_torch_ref.training.checkpoint import load_checkpoint, save_checkpoint, 
 
 METRICS = ("loss", "mse", "ssim", "psnr")
 #: Keys a resumed run may change; anything else must match the checkpoint's config.
-RESUME_OVERRIDABLE = {("train", "epochs"), ("data", "prefetch")} | {("logging", k) for k in
-                                                                   ("image_every", "histogram_every",
-                                                                    "num_samples", "progress")}
 POSTFIX_EVERY = 10
 
 
@@ -63,21 +59,6 @@ def to_nhwc(x: torch.Tensor) -> np.ndarray:
 
 def _changed_keys(a: dict, b: dict) -> list[tuple[str, str]]:
     return [(s, k) for s in a for k in a[s] if a[s][k] != b.get(s, {}).get(k)]
-
-
-def resume_config(checkpoint: dict[str, Any], overrides: Sequence[str], origin: str) -> dict[str, Any]:
-    """The checkpoint's config with ``--set`` overrides, which may only touch
-    :data:`RESUME_OVERRIDABLE` keys (e.g. ``train.epochs`` to train longer)."""
-    config = config_from_dict(checkpoint["config"], origin)
-    raw = copy.deepcopy(config)
-    for item in overrides:
-        section, key, value = _parse_override(item)
-        if (section, key) not in RESUME_OVERRIDABLE:
-            allowed = ", ".join(sorted(f"{s}.{k}" for s, k in RESUME_OVERRIDABLE))
-            raise SarJaxError(f"--set {item}: cannot change {section}.{key} when resuming "
-                              f"(the checkpoint's config is used); allowed: {allowed}")
-        raw[section][key] = value
-    return config_from_dict(raw, f"{origin} with --set overrides")
 
 
 @torch.no_grad()
@@ -221,7 +202,7 @@ def train_and_evaluate(config: dict[str, Any] | None, config_name: str, run_dir:
         print(f"checkpoint epoch {start_epoch} >= train.epochs = {epochs}; nothing to train "
               "(raise it with --set train.epochs=N)")
 
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_epoch + 1 if continued else None)
+    writer = tb.open_writer(run_dir, purge_step=start_epoch + 1 if continued else None)
     try:
         for epoch in range(start_epoch + 1, epochs + 1):
             if stopped_early:
@@ -318,21 +299,16 @@ def _train_epoch(model: torch.nn.Module, loss_fn: CombinedLoss, optimizer: torch
     return out
 
 
-def _log_tensorboard(writer: SummaryWriter, model: torch.nn.Module, record: dict[str, Any],
+def _log_tensorboard(writer: Any, model: torch.nn.Module, record: dict[str, Any],
                      samples: np.ndarray, epoch: int, log_cfg: dict[str, Any], device: torch.device) -> None:
-    for k in METRICS:
-        writer.add_scalar(f"train/{k}", record[f"train_{k}"], epoch)
-        writer.add_scalar(f"val/{k}", record[f"val_{k}"], epoch)
-    for k in ("lr", "epoch_seconds", "train_images_per_second"):
-        writer.add_scalar(k, record[k], epoch)
+    tb.log_epoch(writer, record, epoch)
     if device.type == "cuda":
-        writer.add_scalar("memory/max_allocated_mb", torch.cuda.max_memory_allocated(device) / 2**20, epoch)
+        tb.log_memory(writer, {"max_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20}, epoch)
     if epoch % log_cfg["image_every"] == 0 and len(samples):
-        grid = comparison_grid(samples, reconstruct(model, samples, device))
-        writer.add_image("reconstructions", grid, epoch, dataformats="HW")
+        tb.log_reconstructions(writer, samples, reconstruct(model, samples, device), epoch)
     if epoch % log_cfg["histogram_every"] == 0:
-        for name, param in model.named_parameters():
-            writer.add_histogram(f"weights/{name}", param.detach().cpu().numpy(), epoch)
-            if param.grad is not None:
-                writer.add_histogram(f"grads/{name}", param.grad.detach().cpu().numpy(), epoch)
+        params = list(model.named_parameters())
+        tb.log_histograms(writer, "weights", [(n, p.detach().cpu().numpy()) for n, p in params], epoch)
+        tb.log_histograms(writer, "grads", [(n, p.grad.detach().cpu().numpy()) for n, p in params
+                                            if p.grad is not None], epoch)
     writer.flush()
