@@ -268,18 +268,19 @@ def apply_overrides(config: dict[str, dict[str, Any]], overrides: list[str]) -> 
         _merge(config, {section: {key: value}}, f"--set {item}")
 
 
-# Keys a resumed run may change with --set: everything else comes from the run's own config.
-RESUME_OVERRIDABLE = ({("train", "epochs"), ("data", "prefetch")}
+# Keys a resumed run may change with --set (checkpoints are portable across device counts):
+# everything else comes from the run's own config.
+RESUME_OVERRIDABLE = ({("train", "epochs"), ("train", "devices"), ("data", "prefetch")}
                       | {("logging", k) for k in ("image_every", "histogram_every", "num_samples", "progress")})
 
 
 def resume_config(stored: Any, overrides: list[str], origin: str) -> dict[str, dict[str, Any]]:
     """A run's stored config with ``--set`` overrides limited to :data:`RESUME_OVERRIDABLE`
-    (e.g. ``train.epochs`` to train longer)."""
+    (e.g. ``train.epochs`` to train longer); other keys may only repeat their stored value."""
     config = config_from_dict(stored, origin)
     for item in overrides:
-        section, key, _ = parse_override(item)
-        if (section, key) not in RESUME_OVERRIDABLE:
+        section, key, value = parse_override(item)
+        if (section, key) not in RESUME_OVERRIDABLE and config.get(section, {}).get(key, object()) != value:
             allowed = ", ".join(sorted(f"{s}.{k}" for s, k in RESUME_OVERRIDABLE))
             raise SarJaxError(f"--set {item}: cannot change {section}.{key} when resuming "
                               f"(the run's config is used); allowed: {allowed}")

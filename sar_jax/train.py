@@ -11,14 +11,15 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 from tqdm import tqdm
 
-from sar_jax import checkpointing, tb
+from sar_jax import checkpointing, distributed, tb
 from sar_jax.cli import add_train_args, run_main
 from sar_jax.config import load_config, resume_config, validate
 from sar_jax.data.batching import BatchIterator
@@ -38,21 +39,12 @@ def compute_dtype(config: dict[str, Any]) -> Any:
     return jnp.bfloat16 if config["train"]["dtype"] == "bfloat16" else jnp.float32
 
 
-def padded_batches(loader: BatchIterator) -> Iterator[tuple[np.ndarray, int]]:
-    """Eval batches padded to the full batch size (one jit shape) with their valid count."""
-    for batch in loader.epoch(0):
-        n = len(batch)
-        if n < loader.batch_size:
-            pad = np.repeat(batch[-1:], loader.batch_size - n, axis=0)
-            batch = np.concatenate([batch, pad])
-        yield batch, n
-
-
-def evaluate(eval_step: Any, state: TrainState, loader: BatchIterator) -> dict[str, float]:
-    """Average over images of the per-image loss, mse, ssim and psnr."""
-    parts = [(eval_step(state, batch), n) for batch, n in padded_batches(loader)]
-    host = jax.device_get(parts)
-    return {k: float(np.mean(np.concatenate([m[k][:n] for m, n in host]))) for k in host[0][0]}
+def evaluate(eval_step: Any, state: TrainState, loader: BatchIterator, mesh: Mesh) -> dict[str, float]:
+    """Average over images of the per-image loss, mse, ssim and psnr (padding rows dropped)."""
+    parts = [eval_step(state, distributed.shard_batch(batch, mesh)) for batch in loader.epoch(0)]
+    host = distributed.to_host(parts)
+    return {k: float(np.mean(np.concatenate([m[k][:n] for m, n in zip(host, loader.valid_counts())])))
+            for k in host[0]}
 
 
 def _named_leaves(tree: Any) -> list[tuple[str, np.ndarray]]:
@@ -74,42 +66,82 @@ def _check_finite(metrics: dict[str, Any], epoch: int, step: int, run_dir: Path)
                           f" the last good checkpoint in {run_dir / 'checkpoints'} is kept")
 
 
-def train_epoch(steps: dict[str, Any], state: TrainState, loader: BatchIterator, epoch: int,
-                run_dir: Path, progress: bool) -> tuple[TrainState, dict[str, float], int]:
+def train_epoch(steps: dict[str, Any], state: TrainState, loader: BatchIterator, mesh: Mesh,
+                epoch: int, run_dir: Path, progress: bool) -> tuple[TrainState, dict[str, float], int]:
     """One pass over the training split; returns (state, mean batch metrics, images seen)."""
     collected = []
-    bar = tqdm(loader.epoch(epoch), total=len(loader), desc=f"epoch {epoch}", disable=not progress,
-               leave=False, dynamic_ncols=True)
+    bar = tqdm(loader.epoch(epoch), total=len(loader), desc=f"epoch {epoch}", leave=False,
+               disable=not (progress and distributed.is_main_process()), dynamic_ncols=True)
     for i, batch in enumerate(bar):
-        state, metrics = steps["train_step"](state, batch)
+        state, metrics = steps["train_step"](state, distributed.shard_batch(batch, mesh))
         collected.append(metrics)
         if (i + 1) % _PROGRESS_EVERY == 0 or i + 1 == len(loader):
-            host = jax.device_get(metrics)
-            _check_finite(host, epoch, int(state.step), run_dir)
+            host = distributed.local_copy(metrics)
+            _check_finite(host, epoch, distributed.scalar(state.step), run_dir)
             bar.set_postfix(loss=f"{host['loss']:.4f}", psnr=f"{host['psnr']:.2f}", ssim=f"{host['ssim']:.3f}")
     bar.close()
-    host = jax.device_get(collected)
+    host = distributed.local_copy(collected)
     means = {k: float(np.mean([m[k] for m in host])) for k in ("loss", "mse", "ssim", "psnr")}
     return state, means, len(collected) * loader.batch_size
 
 
 def _metadata(config: dict[str, Any], params: dict[str, Any], state: TrainState,
               val_loss: float) -> dict[str, Any]:
-    return {"config": config, "preprocessing_params": params, "epoch": int(state.epoch),
-            "step": int(state.step), "val_loss": val_loss, "best_val_loss": float(state.best_val_loss),
-            "versions": checkpointing.library_versions(), "framework": "jax"}
+    return {"config": config, "preprocessing_params": params, "epoch": distributed.scalar(state.epoch),
+            "step": distributed.scalar(state.step), "val_loss": val_loss,
+            "best_val_loss": distributed.scalar(state.best_val_loss), "versions": checkpointing.library_versions(),
+            "framework": "jax"}
+
+
+def _end_of_epoch(state: TrainState, val_loss: float, plateau_update: Any, mesh: Mesh) -> tuple[TrainState, bool]:
+    """Plateau, best value and early-stopping counter after one epoch's validation."""
+    improved = val_loss < distributed.scalar(state.best_val_loss)
+    state = state.replace(
+        epoch=jnp.asarray(distributed.scalar(state.epoch) + 1, jnp.int32),
+        plateau_state=plateau_update(state.plateau_state, jnp.float32(val_loss)),
+        best_val_loss=jnp.asarray(min(val_loss, distributed.scalar(state.best_val_loss)), jnp.float32),
+        epochs_without_improvement=jnp.asarray(0 if improved else distributed.scalar(state.epochs_without_improvement) + 1,
+                                               jnp.int32))
+    return distributed.replicate(state, mesh), improved
+
+
+def _log_images_and_histograms(writer: Any, steps: dict[str, Any], state: TrainState, samples: jax.Array,
+                               grad_batch: jax.Array, epoch: int, log_cfg: dict[str, Any]) -> None:
+    """TensorBoard images, histograms and device memory (every process computes, process 0 writes)."""
+    x_hat = x_grads = None
+    if epoch % log_cfg["image_every"] == 0:
+        x_hat = steps["predict"]({"params": state.params, "batch_stats": state.batch_stats}, samples)
+    if epoch % log_cfg["histogram_every"] == 0:
+        x_grads = steps["gradients"](state, grad_batch)
+    if writer is None:
+        return
+    if x_hat is not None:
+        tb.log_reconstructions(writer, distributed.local_copy(samples), distributed.local_copy(x_hat), epoch)
+    if x_grads is not None:
+        tb.log_histograms(writer, "weights", _named_leaves(distributed.local_copy(state.params)), epoch)
+        tb.log_histograms(writer, "grads", _named_leaves(distributed.local_copy(x_grads)), epoch)
+    tb.log_memory(writer, _memory_stats(), epoch)
+    writer.flush()
 
 
 def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: bool = False,
                        overwrite: bool = False) -> dict[str, Any]:
     """Train (or continue) a run; returns a summary with the best epoch's validation metrics."""
     validate(config)
+    train_cfg, log_cfg = config["train"], config["logging"]
+    mesh = distributed.make_mesh(train_cfg["devices"])
+    distributed.check_batch(train_cfg["batch_size"], mesh)
+    main_process = distributed.is_main_process()
     datasets = build_datasets(config)
-    loaders = make_loaders(datasets, config)
-    run_dir = prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
+    shard = (jax.process_index(), jax.process_count())
+    loaders = make_loaders(datasets, config, shard=shard)
+    if main_process:
+        prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
+    distributed.sync("run_dir")
+    run_dir = Path(run_dir)
     model = SARAutoencoder.from_config(config["model"], compute_dtype(config))
     steps = compile_steps(model, config)
-    state = create_train_state(model, config)
+    state = distributed.replicate(create_train_state(model, config), mesh)
     manager = checkpointing.make_manager(run_dir)
     preprocessing = datasets.preprocessing_params
     if resume and manager.latest_step() is not None:
@@ -118,61 +150,52 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
             print("warning: the data's preprocessing differs from the checkpoint's; keeping the checkpoint's",
                   file=sys.stderr)
             preprocessing = meta["preprocessing_params"]
-        truncate_log(run_dir, int(state.epoch))
-    train_cfg, log_cfg = config["train"], config["logging"]
-    samples = datasets.val[: log_cfg["num_samples"]]
-    writer = tb.open_writer(run_dir, purge_step=int(state.epoch) + 1 if resume else None)
-    start = int(state.epoch) + 1
-    stopped_early = int(state.epochs_without_improvement) >= train_cfg["early_stopping_patience"]
+        if main_process:
+            truncate_log(run_dir, distributed.scalar(state.epoch))
+    samples = distributed.replicate(datasets.val[: log_cfg["num_samples"]], mesh)
+    grad_batch = distributed.shard_batch(np.array_split(datasets.train[: train_cfg["batch_size"]],
+                                                        shard[1])[shard[0]], mesh)
+    writer = tb.open_writer(run_dir, purge_step=distributed.scalar(state.epoch) + 1 if resume else None) if main_process else None
+    stopped_early = distributed.scalar(state.epochs_without_improvement) >= train_cfg["early_stopping_patience"]
     try:
-        for epoch in range(start, train_cfg["epochs"] + 1):
+        for epoch in range(distributed.scalar(state.epoch) + 1, train_cfg["epochs"] + 1):
             if stopped_early:
                 break
             t0 = time.perf_counter()
-            lr = train_cfg["lr"] * float(state.plateau_state.scale)
-            state, train_m, n_images = train_epoch(steps, state, loaders["train"], epoch, run_dir,
+            lr = train_cfg["lr"] * distributed.scalar(state.plateau_state.scale)
+            state, train_m, n_images = train_epoch(steps, state, loaders["train"], mesh, epoch, run_dir,
                                                    log_cfg["progress"])
             train_seconds = time.perf_counter() - t0
-            val_m = evaluate(steps["eval_step"], state, loaders["val"])
-            val_loss = val_m["loss"]
-            if not math.isfinite(val_loss):
+            val_m = evaluate(steps["eval_step"], state, loaders["val"], mesh)
+            if not math.isfinite(val_m["loss"]):
                 raise SarJaxError(f"training diverged: validation loss is NaN/Inf at epoch {epoch}; the last"
                                   f" good checkpoint in {run_dir / 'checkpoints'} is kept")
-            improved = val_loss < float(state.best_val_loss)
-            state = state.replace(
-                epoch=jnp.asarray(epoch, jnp.int32),
-                plateau_state=steps["plateau_update"](state.plateau_state, jnp.float32(val_loss)),
-                best_val_loss=jnp.asarray(min(val_loss, float(state.best_val_loss)), jnp.float32),
-                epochs_without_improvement=jnp.asarray(
-                    0 if improved else int(state.epochs_without_improvement) + 1, jnp.int32))
-            checkpointing.save(manager, epoch, state, _metadata(config, preprocessing, state, val_loss), val_loss)
+            state, improved = _end_of_epoch(state, val_m["loss"], steps["plateau_update"], mesh)
+            checkpointing.save(manager, epoch, state, _metadata(config, preprocessing, state, val_m["loss"]),
+                               val_m["loss"])
             record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_m.items()},
                       **{f"val_{k}": v for k, v in val_m.items()}, "lr": lr,
                       "epoch_seconds": time.perf_counter() - t0,
                       "train_images_per_second": n_images / train_seconds, "best": improved}
-            append_log(run_dir, record)
-            tb.log_epoch(writer, record, epoch)
-            if epoch % log_cfg["image_every"] == 0:
-                x_hat = steps["predict"]({"params": state.params, "batch_stats": state.batch_stats}, samples)
-                tb.log_reconstructions(writer, samples, np.asarray(x_hat), epoch)
-            if epoch % log_cfg["histogram_every"] == 0:
-                tb.log_histograms(writer, "weights", _named_leaves(state.params), epoch)
-                grads = steps["gradients"](state, datasets.train[: train_cfg["batch_size"]])
-                tb.log_histograms(writer, "grads", _named_leaves(grads), epoch)
-            tb.log_memory(writer, _memory_stats(), epoch)
-            writer.flush()
-            if log_cfg["progress"]:
-                tqdm.write(f"epoch {epoch:3d}  train loss {train_m['loss']:.4f}  val loss {val_loss:.4f}"
+            if main_process:
+                append_log(run_dir, record)
+                tb.log_epoch(writer, record, epoch)
+            _log_images_and_histograms(writer, steps, state, samples, grad_batch, epoch, log_cfg)
+            if log_cfg["progress"] and main_process:
+                tqdm.write(f"epoch {epoch:3d}  train loss {train_m['loss']:.4f}  val loss {val_m['loss']:.4f}"
                            f"  val psnr {val_m['psnr']:.2f} dB  val ssim {val_m['ssim']:.4f}  lr {lr:.2e}"
                            f"  {record['epoch_seconds']:.1f}s{'  *' if improved else ''}")
-            stopped_early = int(state.epochs_without_improvement) >= train_cfg["early_stopping_patience"]
+            stopped_early = distributed.scalar(state.epochs_without_improvement) >= train_cfg["early_stopping_patience"]
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     best_state, _ = checkpointing.restore(run_dir, state, "best", manager)
-    best_vars = {"params": best_state.params, "batch_stats": best_state.batch_stats}
-    save_reconstructions_png(samples, np.asarray(steps["predict"](best_vars, samples)),
-                             Path(run_dir) / "reconstructions.png",
-                             title=f"best epoch {checkpointing.select_step(manager, 'best')} (validation)")
+    x_hat = steps["predict"]({"params": best_state.params, "batch_stats": best_state.batch_stats}, samples)
+    if main_process:
+        save_reconstructions_png(distributed.local_copy(samples), distributed.local_copy(x_hat),
+                                 run_dir / "reconstructions.png",
+                                 title=f"best epoch {checkpointing.select_step(manager, 'best')} (validation)")
+    distributed.sync("finished")
     records = read_log(run_dir)
     best = min(records, key=lambda r: r["val_loss"])
     return {"run_dir": str(run_dir), "best_epoch": best["epoch"], "best_val_loss": best["val_loss"],
@@ -186,6 +209,11 @@ def setup_args() -> argparse.ArgumentParser:
     add_train_args(parser)
     parser.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
                         help="continue a run (default: --out, else the newest runs/<config>-*)")
+    multi = parser.add_argument_group("multi-host (jax.distributed)")
+    multi.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="address of process 0; every process passes the same value")
+    multi.add_argument("--num-processes", type=int, default=1, help="number of processes (hosts)")
+    multi.add_argument("--process-id", type=int, default=0, help="this process's index, 0..P-1")
     return parser
 
 
@@ -204,6 +232,10 @@ def _resume_dir(args: argparse.Namespace) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse flags, train, print where the run is and its best scores."""
     args = setup_args().parse_args(argv)
+    if args.coordinator:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    elif args.num_processes != 1:
+        raise SarJaxError("--num-processes > 1 needs --coordinator HOST:PORT")
     if args.resume is not None:
         if args.data is not None:
             raise SarJaxError("--data cannot be combined with --resume (the run's data config is used)")
@@ -220,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, name = load_config(args.config, args.overrides, args.data)
         run_dir = Path(args.out) if args.out else default_run_dir(name)
     summary = train_and_evaluate(config, run_dir, resume=args.resume is not None, overwrite=args.overwrite)
+    if not distributed.is_main_process():
+        return 0
     print(f"run directory: {summary['run_dir']}")
     print(f"best epoch {summary['best_epoch']}: val PSNR {summary['best_val_psnr']:.2f} dB, "
           f"val SSIM {summary['best_val_ssim']:.4f}, val loss {summary['best_val_loss']:.4f}")

@@ -76,13 +76,15 @@ def build_datasets(config: dict[str, Any]) -> Datasets:
     return Datasets(arrays["train"], arrays["val"], arrays["test"], params, sources)
 
 
-def make_loaders(datasets: Datasets, config: dict[str, Any]) -> dict[str, BatchIterator]:
-    """Train (shuffled, drop_last) and val/test (in order, all samples) batch iterators."""
+def make_loaders(datasets: Datasets, config: dict[str, Any],
+                 shard: tuple[int, int] = (0, 1)) -> dict[str, BatchIterator]:
+    """Train (shuffled, drop_last) and val/test (in order, last batch padded to full size) batch
+    iterators; ``shard=(process index, process count)`` gives each host its share of each batch."""
     batch, seed = config["train"]["batch_size"], config["train"]["seed"]
     prefetch = config["data"]["prefetch"]
     return {
         "train": BatchIterator(datasets.train, batch, shuffle=True, seed=seed, drop_last=True,
-                               prefetch=prefetch),
-        "val": BatchIterator(datasets.val, batch, shuffle=False, prefetch=prefetch),
-        "test": BatchIterator(datasets.test, batch, shuffle=False, prefetch=prefetch),
+                               prefetch=prefetch, shard=shard),
+        "val": BatchIterator(datasets.val, batch, shuffle=False, prefetch=prefetch, pad_last=True, shard=shard),
+        "test": BatchIterator(datasets.test, batch, shuffle=False, prefetch=prefetch, pad_last=True, shard=shard),
     }

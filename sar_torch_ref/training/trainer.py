@@ -69,8 +69,8 @@ def evaluate(model: torch.nn.Module, loader: BatchIterator, config: dict[str, An
     model.eval()
     totals = {k: torch.zeros((), dtype=torch.float64, device=device) for k in METRICS}
     count = 0
-    for batch in loader.epoch(0):
-        x = to_nchw(batch, device)
+    for batch, n_valid in zip(loader.epoch(0), loader.valid_counts()):
+        x = to_nchw(batch[:n_valid], device)  # drop the rows padding the last batch
         x_hat, _ = model(x)
         values = per_image_metrics(x_hat, x, config["loss"])
         for k in METRICS:

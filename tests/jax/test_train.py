@@ -35,7 +35,7 @@ def test_train_steps_lower_the_loss_on_a_fixed_batch(tiny_config):
 def _scripted_evaluate(losses):
     it = iter(losses)
 
-    def evaluate(eval_step, state, loader):
+    def evaluate(eval_step, state, loader, mesh):
         value = next(it)
         return {"loss": value, "mse": value, "ssim": 0.5, "psnr": 10.0}
 

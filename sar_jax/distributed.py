@@ -1,0 +1,91 @@
+"""Data parallelism on JAX's own runtime: a ``jax.sharding.Mesh`` with one ``data`` axis.
+
+Batches are sharded along ``data``, the train state is replicated, and because the steps are
+jit-compiled over global arrays, BatchNorm means and the loss are computed over the GLOBAL batch
+(N devices x b == one device x N*b). Multi-host runs call :func:`initialize` first
+(``jax.distributed``); each process then feeds only its own rows of every batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from sar_jax.errors import SarJaxError
+
+
+def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
+    """Join a multi-process run (``jax.distributed.initialize``); CPU runs use gloo collectives."""
+    if not 0 <= process_id < num_processes:
+        raise SarJaxError(f"--process-id {process_id}: expected 0 <= id < --num-processes ({num_processes})")
+    if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+
+
+def make_mesh(devices: str | int) -> Mesh:
+    """``train.devices``: ``"auto"`` (every device of every process) or a count."""
+    available = jax.devices()
+    if devices == "auto":
+        chosen = available
+    else:
+        if devices > len(available):
+            raise SarJaxError(f"train.devices = {devices} but only {len(available)} devices are visible")
+        if jax.process_count() > 1 and devices != len(available):
+            raise SarJaxError(f"train.devices = {devices}: a multi-process run uses every device "
+                              f"({len(available)}); set train.devices to \"auto\"")
+        chosen = available[:devices]
+    return Mesh(np.array(chosen), ("data",))
+
+
+def check_batch(batch_size: int, mesh: Mesh) -> None:
+    """The global batch must split evenly over the devices."""
+    if batch_size % mesh.size:
+        raise SarJaxError(f"train.batch_size = {batch_size} does not divide evenly over {mesh.size} "
+                          f"devices; use a multiple of {mesh.size}")
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Place a pytree (the train state) on every device of the mesh."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def shard_batch(local_batch: np.ndarray, mesh: Mesh) -> jax.Array:
+    """This process's rows -> a global array sharded along ``data``."""
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    if jax.process_count() == 1:
+        return jax.device_put(local_batch, sharding)
+    global_shape = (local_batch.shape[0] * jax.process_count(),) + local_batch.shape[1:]
+    return jax.make_array_from_process_local_data(sharding, local_batch, global_shape)
+
+
+def to_host(tree: Any) -> Any:
+    """Fetch (possibly multi-host) arrays as numpy, whole."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def is_main_process() -> bool:
+    """Only process 0 writes logs, TensorBoard events and figures."""
+    return jax.process_index() == 0
+
+
+def sync(name: str) -> None:
+    """Barrier across processes (no-op for one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def local_copy(tree: Any) -> Any:
+    """Numpy copy of a REPLICATED pytree from this process's first device (no collective)."""
+    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
+
+
+def scalar(x: Any) -> float | int:
+    """A replicated 0-d array as a Python number (works for multi-host arrays)."""
+    return np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x).item()

@@ -1,0 +1,56 @@
+"""Run N train steps of a tiny model on a mesh and save losses and parameters (for the
+distributed tests, which start this file in subprocesses with fake CPU devices)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fake-devices", type=int, required=True)
+    parser.add_argument("--meshes", default="4,1", help="device counts to run, in this process")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--coordinator", default=None)
+    parser.add_argument("--num-processes", type=int, default=1)
+    parser.add_argument("--process-id", type=int, default=0)
+    args = parser.parse_args()
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.fake_devices}"
+
+    import jax
+    import numpy as np
+
+    from sar_jax import distributed
+    from sar_jax.config import load_config
+    from sar_jax.models import SARAutoencoder
+    from sar_jax.train_state import compile_steps, create_train_state
+
+    if args.coordinator:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    config = load_config("quickstart", ["model.base_channels=4", "model.latent_channels=4",
+                                        "train.batch_size=8", "train.lr=0.003"])[0]
+    rng = np.random.default_rng(0)
+    data = np.repeat(rng.uniform(0, 1, (1, 8, 32, 32, 1)).astype(np.float32), args.steps, axis=0)
+    model = SARAutoencoder.from_config(config["model"])
+    results = {}
+    for n in [int(v) for v in args.meshes.split(",")]:
+        mesh = distributed.make_mesh(n if n != jax.device_count() else "auto")
+        steps = compile_steps(model, config)
+        state = distributed.replicate(create_train_state(model, config), mesh)
+        losses = []
+        for batch in data:
+            local = np.array_split(batch, jax.process_count())[jax.process_index()]
+            state, metrics = steps["train_step"](state, distributed.shard_batch(local, mesh))
+            losses.append(distributed.scalar(metrics["loss"]))
+        flat = jax.tree.leaves(distributed.local_copy((state.params, state.batch_stats)))
+        results[f"loss_{n}"] = np.array(losses)
+        results[f"params_{n}"] = np.concatenate([np.ravel(p) for p in flat])
+    if jax.process_index() == 0:
+        np.savez(args.out, **results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
