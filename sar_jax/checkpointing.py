@@ -48,24 +48,48 @@ def make_manager(run_dir: str | Path, *, read_only: bool = False) -> ocp.Checkpo
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, best_fn=lambda m: m["val_loss"], best_mode="min",
         create=not read_only, read_only=read_only, enable_async_checkpointing=False)
-    return ocp.CheckpointManager(directory, options=options, item_names=("state", "metadata"))
+    handlers = {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
-def save(manager: ocp.CheckpointManager, epoch: int, state: Any, metadata: dict[str, Any],
-         val_loss: float) -> None:
-    """Save epoch ``epoch``'s full state and metadata (atomic: Orbax commits by rename)."""
-    manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                metadata=ocp.args.JsonSave(metadata)),
-                 metrics={"val_loss": float(val_loss)})
+def save(manager: ocp.CheckpointManager, step: int, state: Any, metadata: dict[str, Any],
+         val_loss: float | None) -> None:
+    """Save the full state and metadata under the global training ``step`` (atomic: Orbax
+    writes a temporary folder and commits it by rename). ``val_loss`` is None for a mid-epoch
+    checkpoint written on interruption (it never competes for "best")."""
+    metrics = None if val_loss is None else {"val_loss": float(val_loss)}
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               metadata=ocp.args.JsonSave(metadata)),
+                 metrics=metrics, force=True)
     manager.wait_until_finished()
 
 
 def select_step(manager: ocp.CheckpointManager, which: str) -> int:
-    """The epoch of the ``latest`` or ``best`` checkpoint."""
+    """The training step of the ``latest`` or ``best`` checkpoint."""
     step = manager.latest_step() if which == "latest" else manager.best_step()
     if step is None:
         raise SarJaxError(f"{manager.directory}: holds no checkpoint")
     return step
+
+
+def _check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state: Any, run_dir: str | Path) -> None:
+    """Name every array whose stored shape differs from the model being restored into."""
+    try:
+        stored = manager.item_metadata(step)["state"]
+    except Exception as exc:
+        raise SarJaxError(f"{checkpoint_dir(run_dir)}/{step}: unreadable checkpoint metadata "
+                          f"({type(exc).__name__}); the checkpoint is damaged or not an Orbax checkpoint") from None
+    if stored is None:
+        return
+    def key(path: tuple) -> str:
+        return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+    stored_shapes = {key(p): tuple(getattr(v, "shape", ())) for p, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
+    wanted = {key(p): tuple(getattr(v, "shape", ())) for p, v in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+    bad = [f"{k}: checkpoint {stored_shapes[k]} vs model {wanted[k]}" for k in wanted
+           if k in stored_shapes and stored_shapes[k] != wanted[k]]
+    if bad:
+        raise SarJaxError(f"{run_dir}: checkpoint is from a different architecture than the config "
+                          f"({len(bad)} arrays differ; {'; '.join(bad[:4])}{' ...' if len(bad) > 4 else ''})")
 
 
 def restore(run_dir: str | Path, abstract_state: Any, which: str = "latest",
@@ -73,6 +97,7 @@ def restore(run_dir: str | Path, abstract_state: Any, which: str = "latest",
     """Restore ``(state, metadata)`` of the latest or best checkpoint onto ``abstract_state``."""
     manager = manager or make_manager(run_dir, read_only=True)
     step = select_step(manager, which)
+    _check_shapes(manager, step, abstract_state, run_dir)
     try:
         restored = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), metadata=ocp.args.JsonRestore()))

@@ -11,7 +11,7 @@ from sar_jax.errors import SarJaxError
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
-    """The flags both trainers share: --config, --data, --out, --set, --resume, --overwrite."""
+    """The flags both trainers share: --config, --data, --out, --set, --overwrite."""
     parser.add_argument("--config", default="baseline",
                         help="config name in configs/ (e.g. baseline, quickstart) or a JSON path")
     parser.add_argument("--data", default=None, help="SAR file or folder (switches data.source to files)")
@@ -25,9 +25,19 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
+def _quiet_library_logs() -> None:
+    """Orbax logs routine notes through absl at WARNING level; users see only errors."""
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run ``main``; a SarJaxError becomes one line on stderr and exit status 2."""
     warnings.showwarning = _warning_line
+    _quiet_library_logs()
     try:
         return main(argv)
     except SarJaxError as exc:

@@ -378,6 +378,8 @@ def from_torch(ckpt_path: str | Path, out: str | Path, *, overwrite: bool = Fals
                 "converted_from": {"path": str(ckpt_path), "framework": "torch",
                                    "versions": ckpt.get("versions", versions())}}
     manager = checkpointing.make_manager(out)
+    # Keyed by the epoch: it orders correctly before later checkpoints whether the trainer keys
+    # them by epoch or by global step (a trained torch checkpoint has num_batches_tracked >= epoch).
     checkpointing.save(manager, epoch, state, metadata, val_loss)
     manager.close()
     return out

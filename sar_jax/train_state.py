@@ -86,9 +86,13 @@ def train_step(state: TrainState, batch: jax.Array, *, model: SARAutoencoder,
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     updates = jax.tree.map(lambda u: state.plateau_state.scale * u, updates)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
-    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state), metrics
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+    # A non-finite loss or gradient leaves the state as it was (a NaN state is never kept or
+    # saved); the host sees ``finite`` and stops the run, naming the step.
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    return new_state, dict(metrics, grad_norm=grad_norm, finite=finite)
 
 
 def eval_step(state: TrainState, batch: jax.Array, *, model: SARAutoencoder,

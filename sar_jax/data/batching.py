@@ -49,10 +49,10 @@ class BatchIterator:
         n = len(self.images)
         return [min(self.batch_size, n - b * self.batch_size) for b in range(len(self))]
 
-    def _batches(self, epoch: int) -> Iterator[np.ndarray]:
+    def _batches(self, epoch: int, start: int = 0) -> Iterator[np.ndarray]:
         order = self.order(epoch)
         index, count = self.shard
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if self.pad_last and len(idx) < self.batch_size:
                 idx = np.concatenate([idx, np.repeat(idx[-1:], self.batch_size - len(idx))])
@@ -60,10 +60,11 @@ class BatchIterator:
                 idx = np.array_split(idx, count)[index]
             yield np.ascontiguousarray(self.images[idx], dtype=np.float32)
 
-    def epoch(self, epoch: int) -> Iterator[np.ndarray]:
-        """Batches of one epoch, produced ``prefetch`` ahead on a background thread."""
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[np.ndarray]:
+        """Batches of one epoch from batch ``start`` on (to resume mid-epoch), produced
+        ``prefetch`` ahead on a background thread."""
         if self.prefetch <= 0:
-            yield from self._batches(epoch)
+            yield from self._batches(epoch, start)
             return
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
@@ -81,7 +82,7 @@ class BatchIterator:
 
         def produce() -> None:
             try:
-                for batch in self._batches(epoch):
+                for batch in self._batches(epoch, start):
                     if not put(batch):
                         return
                 put(done)
