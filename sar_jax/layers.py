@@ -7,14 +7,21 @@ Parameters keep PyTorch's plain 5x5 layout so weight conversion stays a transpos
 - :class:`BatchNorm`: ``BatchNorm2d`` (eps 1e-5, running stats updated with the UNBIASED batch
   variance, as torch does; ``flax.linen.BatchNorm`` uses the biased one, hence this module).
 
-Why not ``nn.Conv(strides=2)`` / ``nn.ConvTranspose``: XLA lowers a transposed convolution, and
-the input-gradient of a strided one, to lhs-dilated convolutions that run an order of magnitude
-slower than stride-1 convolutions on CPU (and are slow on GPU too). Both are rewritten exactly:
-- a stride-2 5x5 conv is space-to-depth followed by a stride-1 3x3 conv over 4x the channels
-  (kernel zero-padded to 6x6 and regrouped);
-- a stride-2 transposed conv produces, per axis, even outputs from taps 4, 2, 0 at input offsets
-  -1, 0, +1 and odd outputs from taps 3, 1 at offsets 0, +1: one stride-1 3x3 conv to 4x the
-  channels (one group per output phase) followed by depth-to-space.
+How the two convolutions are computed (measured per layer on XLA:CPU, whose convolutions run
+through YNNPACK fusions; ``benchmarks/layer_profile.py`` reproduces the numbers):
+- the plain stride-2 convolution ``S`` (``lax.conv_general_dilated(stride=2)``) is fast, and so
+  is XLA's kernel gradient of it ``W``;
+- XLA's own transposed convolution and the input gradient of a strided one are lhs-dilated
+  convolutions, and the kernel gradient of a transposed one is pathological (10-100x slower);
+- a transposed convolution ``T`` is computed exactly as one stride-1 3x3 conv to 4x the channels
+  (one group per output phase: per axis, even outputs take taps 4, 2, 0 at input offsets
+  -1, 0, +1, odd outputs taps 3, 1 at offsets 0, +1) followed by depth-to-space.
+
+The two layers are adjoint to each other, so each gets a ``jax.custom_vjp`` built from these
+three fast pieces only: ``StridedConv`` = S forward, T for the input gradient, W for the kernel
+gradient; ``TransposedConv`` = T forward, S for the input gradient, W (roles swapped) for the
+kernel gradient. All are exact reformulations (no approximation); autodiff of the rest of the
+model is unchanged.
 """
 
 from __future__ import annotations
@@ -44,27 +51,12 @@ def kaiming_normal(negative_slope: float, fan_axis: int) -> Callable:
     return nn.initializers.variance_scaling(gain2, mode, "normal", in_axis=-2, out_axis=-1)
 
 
-def space_to_depth(x: jax.Array) -> jax.Array:
-    """(N, H, W, C) -> (N, H/2, W/2, 4C), channel order (row phase, col phase, C)."""
-    n, h, w, c = x.shape
-    x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(n, h // 2, w // 2, 4 * c)
-
-
 def depth_to_space(x: jax.Array) -> jax.Array:
     """(N, H, W, 4C) with channel order (row phase, col phase, C) -> (N, 2H, 2W, C)."""
     n, h, w, c4 = x.shape
     c = c4 // 4
     x = x.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(n, 2 * h, 2 * w, c)
-
-
-def strided_conv_kernel(kernel: jax.Array) -> jax.Array:
-    """(5, 5, I, O) stride-2 kernel -> (3, 3, 4I, O) kernel for the space-to-depth input."""
-    i, o = kernel.shape[2:]
-    k = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-    k = k.reshape(3, 2, 3, 2, i, o).transpose(0, 2, 1, 3, 4, 5)
-    return k.reshape(3, 3, 4 * i, o)
 
 
 def transposed_conv_kernel(kernel: jax.Array) -> jax.Array:
@@ -75,12 +67,71 @@ def transposed_conv_kernel(kernel: jax.Array) -> jax.Array:
     return k.transpose(1, 3, 4, 0, 2, 5).reshape(3, 3, i, 4 * o)
 
 
-def _conv(x: jax.Array, k: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=_DN)
+def _strided(x: jax.Array, k: jax.Array) -> jax.Array:
+    """S: ``Conv2d(k=5, stride=2, padding=2)``, (N, H, W, I) x (5, 5, I, O) -> (N, ceil(H/2), ceil(W/2), O)."""
+    return jax.lax.conv_general_dilated(x, k, (2, 2), ((2, 2), (2, 2)), dimension_numbers=_DN)
+
+
+def _transposed(x: jax.Array, k: jax.Array) -> jax.Array:
+    """T: ``ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1)``, (N, h, w, I) x (5, 5, I, O)
+    -> (N, 2h, 2w, O), as a stride-1 3x3 conv to 4O channels + depth-to-space."""
+    y = jax.lax.conv_general_dilated(x, transposed_conv_kernel(k), (1, 1), ((1, 1), (1, 1)),
+                                     dimension_numbers=_DN)
+    return depth_to_space(y)
+
+
+def _strided_kernel_grad(x: jax.Array, dy: jax.Array, kernel_dtype: Any) -> jax.Array:
+    """W: d<S(x, k), dy>/dk, (5, 5, I, O), with XLA's own (fast) kernel gradient of S."""
+    k0 = jnp.zeros((5, 5, x.shape[-1], dy.shape[-1]), kernel_dtype)
+    return jax.vjp(lambda k: _strided(x, k), k0)[1](dy)[0]
+
+
+def _swap_io(k: jax.Array) -> jax.Array:
+    return k.transpose(0, 1, 3, 2)
+
+
+@jax.custom_vjp
+def strided_conv(x: jax.Array, k: jax.Array) -> jax.Array:
+    """``Conv2d(k=5, stride=2, padding=2)`` on NHWC ``x`` with an HWIO ``(5, 5, I, O)`` kernel."""
+    return _strided(x, k)
+
+
+def _strided_fwd(x, k):
+    return _strided(x, k), (x, k)
+
+
+def _strided_bwd(res, dy):
+    x, k = res
+    h, w = x.shape[1:3]
+    dx = _transposed(dy, _swap_io(k))[:, :h, :w]  # S's adjoint is T (cropped for odd sizes)
+    return dx.astype(x.dtype), _strided_kernel_grad(x, dy, k.dtype)
+
+
+strided_conv.defvjp(_strided_fwd, _strided_bwd)
+
+
+@jax.custom_vjp
+def transposed_conv(x: jax.Array, k: jax.Array) -> jax.Array:
+    """``ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1)`` on NHWC ``x`` with a
+    ``(5, 5, I, O)`` kernel (torch's weight ``.transpose(2, 3, 0, 1)``)."""
+    return _transposed(x, k)
+
+
+def _transposed_fwd(x, k):
+    return _transposed(x, k), (x, k)
+
+
+def _transposed_bwd(res, dy):
+    x, k = res
+    dx = _strided(dy, _swap_io(k))  # T's adjoint is S
+    return dx.astype(x.dtype), _swap_io(_strided_kernel_grad(dy, x, k.dtype))
+
+
+transposed_conv.defvjp(_transposed_fwd, _transposed_bwd)
 
 
 class StridedConv(nn.Module):
-    """``Conv2d(k=5, stride=2, padding=2)`` via space-to-depth + stride-1 3x3 conv."""
+    """``Conv2d(k=5, stride=2, padding=2)`` (:func:`strided_conv`)."""
 
     features: int
     use_bias: bool = False
@@ -91,16 +142,14 @@ class StridedConv(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", kaiming_normal(self.negative_slope, -1),
                             (5, 5, x.shape[-1], self.features), jnp.float32)
-        x = jnp.pad(x.astype(self.dtype), ((0, 0), (2, 2), (2, 2), (0, 0)))
-        y = _conv(space_to_depth(x), strided_conv_kernel(kernel).astype(self.dtype))
+        y = strided_conv(x.astype(self.dtype), kernel.astype(self.dtype))
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
         return y
 
 
 class TransposedConv(nn.Module):
-    """``ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1)`` via a stride-1 3x3 conv
-    to 4x channels + depth-to-space."""
+    """``ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1)`` (:func:`transposed_conv`)."""
 
     features: int
     use_bias: bool = False
@@ -111,8 +160,7 @@ class TransposedConv(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", kaiming_normal(self.negative_slope, -2),
                             (5, 5, x.shape[-1], self.features), jnp.float32)
-        x = jnp.pad(x.astype(self.dtype), ((0, 0), (1, 1), (1, 1), (0, 0)))
-        y = depth_to_space(_conv(x, transposed_conv_kernel(kernel).astype(self.dtype)))
+        y = transposed_conv(x.astype(self.dtype), kernel.astype(self.dtype))
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
         return y

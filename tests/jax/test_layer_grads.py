@@ -1,0 +1,60 @@
+"""The custom VJPs of the conv layers: input and kernel gradients equal torch's autograd."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from sar_jax.layers import strided_conv, transposed_conv
+
+
+def _torch_grads(op, x, w, g):
+    xt = torch.from_numpy(x).requires_grad_(True)
+    wt = torch.from_numpy(w).requires_grad_(True)
+    (op(xt, wt) * torch.from_numpy(g)).sum().backward()
+    return xt.grad.numpy(), wt.grad.numpy()
+
+
+@pytest.mark.parametrize("size", [(16, 16), (10, 13)])
+def test_strided_conv_gradients_equal_torch(size):
+    rng = np.random.default_rng(4)
+    h, w = size
+    x = rng.standard_normal((2, 3, h, w)).astype(np.float32)
+    wt = rng.standard_normal((5, 3, 5, 5)).astype(np.float32)
+    g = rng.standard_normal((2, 5, (h + 1) // 2, (w + 1) // 2)).astype(np.float32)
+    ref_dx, ref_dw = _torch_grads(lambda a, b: torch.nn.functional.conv2d(a, b, stride=2, padding=2), x, wt, g)
+    loss = lambda a, k: jnp.sum(strided_conv(a, k) * g.transpose(0, 2, 3, 1))
+    dx, dk = jax.jit(jax.grad(loss, argnums=(0, 1)))(x.transpose(0, 2, 3, 1), wt.transpose(2, 3, 1, 0))
+    np.testing.assert_allclose(np.asarray(dx).transpose(0, 3, 1, 2), ref_dx, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(dk).transpose(3, 2, 0, 1), ref_dw, atol=1e-4, rtol=1e-5)
+
+
+def test_transposed_conv_gradients_equal_torch():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 7, 9)).astype(np.float32)
+    wt = rng.standard_normal((3, 5, 5, 5)).astype(np.float32)
+    g = rng.standard_normal((2, 5, 14, 18)).astype(np.float32)
+    op = lambda a, b: torch.nn.functional.conv_transpose2d(a, b, stride=2, padding=2, output_padding=1)
+    ref_dx, ref_dw = _torch_grads(op, x, wt, g)
+    loss = lambda a, k: jnp.sum(transposed_conv(a, k) * g.transpose(0, 2, 3, 1))
+    dx, dk = jax.jit(jax.grad(loss, argnums=(0, 1)))(x.transpose(0, 2, 3, 1), wt.transpose(2, 3, 0, 1))
+    np.testing.assert_allclose(np.asarray(dx).transpose(0, 3, 1, 2), ref_dx, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(dk).transpose(2, 3, 0, 1), ref_dw, atol=1e-4, rtol=1e-5)
+
+
+def test_gradients_in_bfloat16_follow_float32():
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.standard_normal((2, 8, 8, 3)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((5, 5, 3, 4)), jnp.float32)
+    for fn in (strided_conv, transposed_conv):
+        def loss(a, kk, dtype):
+            return jnp.sum(jnp.square(fn(a.astype(dtype), kk.astype(dtype)).astype(jnp.float32)))
+        g32 = jax.grad(loss, argnums=(0, 1))(x, k, jnp.float32)
+        g16 = jax.grad(loss, argnums=(0, 1))(x, k, jnp.bfloat16)
+        for a, b in zip(g32, g16):
+            assert b.dtype == jnp.float32
+            rel = float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a))
+            assert rel < 3e-2, (fn.__name__, rel)
