@@ -145,7 +145,7 @@ def resolve_units(params: dict[str, Any], is_8bit: bool, units: str | None = Non
         raise SarJaxError(f"--units {units}: expected intensity, amplitude or log8")
     if (units == "log8") != (mode == "log8"):
         trained = "8-bit log-scaled views (log8)" if mode == "log8" else f"linear {mode}"
-        raise SarJaxError(f"{what}: holds {'8-bit log-scaled values' if units == 'log8' else units} but the "
+        raise SarJaxError(f"{what}: holds {'8-bit log-scaled values (log8)' if units == 'log8' else units} but the "
                           f"checkpoint was trained on {trained}; there is no calibrated mapping between "
                           "them (use --units to say what the values are, or a matching checkpoint)")
     return dict(params, mode=units)

@@ -1,0 +1,86 @@
+"""Two tiny trained checkpoints, trained once per session (in parallel subprocesses):
+
+- ``intensity_run``: synthetic speckled intensity scenes (preprocessing mode ``intensity``);
+- ``log8_run``: 8-bit log-scaled views (mode ``log8``): the real SAR PNGs in ``shared/data/sar``
+  when present, else 8-bit renderings of synthetic scenes, so the log8 paths are always tested.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REAL_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sar"
+TINY = ["--config", "quickstart", "--set", "model.base_channels=4", "--set", "model.latent_channels=4",
+        "--set", "train.epochs=1", "--set", "logging.progress=false", "--set", "logging.histogram_every=50"]
+INTENSITY_ARGS = TINY + ["--set", "data.patch_size=32", "--set", "data.scene_size=64", "--set", "data.num_scenes=5",
+                         "--set", "data.stride=16", "--set", "train.batch_size=4"]
+LOG8_ARGS = TINY + ["--set", "data.patch_size=64", "--set", "data.stride=64", "--set", "train.batch_size=8"]
+
+
+def _log8_data(root: Path) -> Path:
+    if REAL_DIR.is_dir() and any(REAL_DIR.glob("*.png")):
+        return REAL_DIR
+    from PIL import Image
+
+    from sar_jax.data.synthetic import synthetic_scenes
+
+    folder = root / "log8_scenes"
+    folder.mkdir()
+    for i, scene in enumerate(synthetic_scenes(2, 320, 4.0, 5)):
+        db = 10 * np.log10(np.maximum(scene, 1e-6))
+        lo, hi = np.percentile(db, [0.5, 99.5])
+        Image.fromarray(np.clip(np.rint(255 * (db - lo) / (hi - lo)), 0, 255).astype(np.uint8)).save(
+            folder / f"scene_{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def _trainings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inference_runs")
+    jobs = {}
+    for name, args in (("intensity", INTENSITY_ARGS), ("log8", LOG8_ARGS + ["--data", str(_log8_data(root))])):
+        out = root / name
+        cmd = [sys.executable, "-m", "sar_jax.train", *args, "--out", str(out)]
+        jobs[name] = (out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    yield jobs
+    for _, proc in jobs.values():
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _wait(jobs, name) -> Path:
+    out, proc = jobs[name]
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"training the {name} checkpoint failed:\n{log[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def intensity_run(_trainings) -> Path:
+    """Run directory of a tiny model trained on synthetic intensity scenes."""
+    return _wait(_trainings, "intensity")
+
+
+@pytest.fixture(scope="session")
+def log8_run(_trainings) -> Path:
+    """Run directory of a tiny model trained on 8-bit log-scaled views (the real scenes if present)."""
+    return _wait(_trainings, "log8")
+
+
+@pytest.fixture(scope="session")
+def intensity_loaded(intensity_run):
+    from sar_jax.inference import load_run
+
+    return load_run(intensity_run)
+
+
+@pytest.fixture
+def real_dir() -> Path:
+    if not REAL_DIR.is_dir():
+        pytest.skip(f"real SAR samples not found at {REAL_DIR}")
+    return REAL_DIR

@@ -1,0 +1,99 @@
+"""python -m sar_jax.evaluate: report files and keys, JAX vs torch agreement, real scenes, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sar_jax import evaluate
+from sar_jax.cli import run_main
+
+ROW_KEYS = {"name", "source", "mse", "psnr", "ssim", "ms_ssim", "enl_input", "enl_recon", "enl_ratio",
+            "mean_ratio", "compression_ratio"}
+
+
+@pytest.fixture(scope="module")
+def synthetic_reports(intensity_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    for fw in ("jax", "torch"):
+        assert run_main(evaluate.main, ["--checkpoint", str(intensity_run), "--framework", fw,
+                                        "--out", str(out / fw)]) == 0
+    return {fw: json.loads((out / fw / "report.json").read_text()) for fw in ("jax", "torch")}, out
+
+
+def test_report_files_and_keys(synthetic_reports, capsys):
+    reports, out = synthetic_reports
+    for fw in ("jax", "torch"):
+        assert {p.name for p in (out / fw).iterdir()} == {"report.json", "report.md", "panels.png"}
+        assert (out / fw / "panels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        md = (out / fw / "report.md").read_text()
+        assert "| images | n | MSE | PSNR (dB) | SSIM | MS-SSIM |" in md and "## Per image" in md
+    r = reports["jax"]
+    assert r["framework"] == "jax" and r["units"] == "intensity" and r["which"] == "best"
+    assert r["num_images"] == len(r["per_image"]) > 0
+    assert all(set(row) == ROW_KEYS for row in r["per_image"])
+    assert set(r["average"]) == ROW_KEYS - {"name", "source"}
+    # 32x32 float32 patches vs a 2x2x4 float16 latent
+    assert r["compression_ratio"] == 128.0 and r["latent_shape"] == [2, 2, 4] and r["input_bits_per_pixel"] == 32
+    assert r["ms_ssim_window"] is None and r["average"]["ms_ssim"] is None
+    assert any("MS-SSIM is null" in n for n in r["notes"])
+    avg = r["average"]
+    assert avg["psnr"] > 5 and 0 <= avg["ssim"] <= 1 and avg["enl_input"] > 0 and avg["mean_ratio"] > 0
+    assert r["preprocessing_params"]["mode"] == "intensity"
+
+
+def test_jax_and_torch_evaluations_agree(synthetic_reports):
+    reports, _ = synthetic_reports
+    jx, th = reports["jax"], reports["torch"]
+    assert abs(jx["average"]["psnr"] - th["average"]["psnr"]) < 0.01
+    assert len(jx["per_image"]) == len(th["per_image"])
+    for a, b in zip(jx["per_image"], th["per_image"]):
+        assert a["name"] == b["name"]
+        assert a["psnr"] == pytest.approx(b["psnr"], abs=0.01)
+        assert a["ssim"] == pytest.approx(b["ssim"], abs=1e-3)
+        assert a["mean_ratio"] == pytest.approx(b["mean_ratio"], rel=1e-3)
+    assert th["ms_ssim_implementation"] == "pytorch_msssim.ms_ssim"
+
+
+def test_real_scene_with_ms_ssim_and_torch_agreement(log8_run, real_dir, tmp_path, capsys):
+    scene = str(real_dir / "real_sar_scene_b.png")
+    reports = {}
+    for fw in ("jax", "torch"):
+        assert run_main(evaluate.main, ["--checkpoint", str(log8_run), "--data", scene, "--framework", fw,
+                                        "--out", str(tmp_path / fw)]) == 0
+        reports[fw] = json.loads((tmp_path / fw / "report.json").read_text())
+    printed = capsys.readouterr().out
+    assert "real_sar_scene_b.png" in printed and "PSNR (dB)" in printed
+    jx, th = reports["jax"], reports["torch"]
+    # 664 x 760 cut into 64 px patches: 10 x 11
+    assert jx["num_images"] == 110 and jx["per_image"][1]["name"] == "real_sar_scene_b.png[0,64]"
+    assert jx["units"] == "log8" and jx["input_bits_per_pixel"] == 8 and jx["ms_ssim_window"] == 3
+    assert jx["compression_ratio"] == 64 * 64 * 8 / (4 * 4 * 4 * 16)
+    assert abs(jx["average"]["psnr"] - th["average"]["psnr"]) < 0.01
+    assert jx["average"]["ms_ssim"] == pytest.approx(th["average"]["ms_ssim"], abs=1e-4)
+
+
+def test_data_uses_the_checkpoint_preprocessing(intensity_run, tmp_path):
+    from sar_jax.checkpointing import read_metadata
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "scene.npy", (10.0 * rng.gamma(4, 0.25, (64, 96))).astype(np.float32))
+    assert run_main(evaluate.main, ["--checkpoint", str(intensity_run), "--data", str(tmp_path / "scene.npy"),
+                                    "--out", str(tmp_path / "ev"), "--latent-dtype", "float32"]) == 0
+    r = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert r["preprocessing_params"] == read_metadata(intensity_run)["preprocessing_params"]  # not refitted
+    assert r["num_images"] == 6 and r["latent_dtype"] == "float32" and r["compression_ratio"] == 64.0
+
+
+@pytest.mark.parametrize("case,match", [("missing", "no such run directory"), ("data", "no such file"),
+                                        ("units", "log8")])
+def test_bad_input_is_one_line_exit_2(intensity_run, tmp_path, capsys, case, match):
+    np.save(tmp_path / "u8.npy", np.full((64, 64), 7, np.uint8))
+    args = {"missing": ["--checkpoint", str(tmp_path / "nope")],
+            "data": ["--checkpoint", str(intensity_run), "--data", str(tmp_path / "nope.tif")],
+            "units": ["--checkpoint", str(intensity_run), "--data", str(tmp_path / "u8.npy")]}[case]
+    assert run_main(evaluate.main, args + ["--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
