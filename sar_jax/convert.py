@@ -19,8 +19,8 @@ plain 5x5 parameter layout (see :mod:`sar_jax.layers`):
 Permutations of float32 arrays are exact, so torch -> JAX -> torch is bit-exact. Any missing,
 unexpected or mis-shaped key raises ONE :class:`SarJaxError` listing them all.
 
-A converted run directory holds ``config.json``, an Orbax checkpoint (epoch of the torch
-checkpoint) with fresh Adam moments, and the torch run's LR-plateau and early-stopping
+A converted run directory holds ``config.json``, an Orbax checkpoint (the torch checkpoint's
+epoch; keyed by its step = ``num_batches_tracked``) with fresh Adam moments, and the torch run's LR-plateau and early-stopping
 counters, so ``sar_jax.train --resume`` continues it; the torch run's ``training.log`` is copied
 when the checkpoint lies in a run directory.
 """
@@ -378,9 +378,8 @@ def from_torch(ckpt_path: str | Path, out: str | Path, *, overwrite: bool = Fals
                 "converted_from": {"path": str(ckpt_path), "framework": "torch",
                                    "versions": ckpt.get("versions", versions())}}
     manager = checkpointing.make_manager(out)
-    # Keyed by the epoch: it orders correctly before later checkpoints whether the trainer keys
-    # them by epoch or by global step (a trained torch checkpoint has num_batches_tracked >= epoch).
-    checkpointing.save(manager, epoch, state, metadata, val_loss)
+    # keyed by the global training step, as sar_jax.train keys its checkpoints
+    checkpointing.save(manager, int(state.step), state, metadata, val_loss)
     manager.close()
     return out
 
