@@ -12,6 +12,9 @@ import dm_pix as pix
 import jax
 import jax.numpy as jnp
 
+#: MSE floor for PSNR, so identical images give a finite 120 dB (as sar_torch_ref's psnr_from_mse).
+PSNR_MSE_FLOOR = 1e-12
+
 
 def mse_per_image(x_hat: jax.Array, x: jax.Array) -> jax.Array:
     """Mean squared error of each image (N,)."""
@@ -21,7 +24,7 @@ def mse_per_image(x_hat: jax.Array, x: jax.Array) -> jax.Array:
 def psnr(x_hat: jax.Array, x: jax.Array, data_range: float = 1.0) -> jax.Array:
     """PSNR in dB of the whole batch's MSE."""
     mse = jnp.mean(jnp.square(x_hat.astype(jnp.float32) - x.astype(jnp.float32)))
-    return 10.0 * jnp.log10(data_range**2 / mse)
+    return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse, PSNR_MSE_FLOOR))
 
 
 def ssim_per_image(x_hat: jax.Array, x: jax.Array, window_size: int = 11,
@@ -45,7 +48,7 @@ def combined_loss(x_hat: jax.Array, x: jax.Array, mse_weight: float = 0.5, ssim_
     mse = jnp.mean(mse_per_image(x_hat, x))
     s = ssim(x_hat, x, window_size)
     loss = mse_weight * mse + ssim_weight * (1.0 - s)
-    return loss, {"loss": loss, "mse": mse, "ssim": s, "psnr": 10.0 * jnp.log10(1.0 / mse)}
+    return loss, {"loss": loss, "mse": mse, "ssim": s, "psnr": 10.0 * jnp.log10(1.0 / jnp.maximum(mse, PSNR_MSE_FLOOR))}
 
 
 def per_image_metrics(x_hat: jax.Array, x: jax.Array, mse_weight: float = 0.5,
@@ -54,4 +57,4 @@ def per_image_metrics(x_hat: jax.Array, x: jax.Array, mse_weight: float = 0.5,
     mse = mse_per_image(x_hat, x)
     s = ssim_per_image(x_hat, x, window_size)
     return {"loss": mse_weight * mse + ssim_weight * (1.0 - s), "mse": mse, "ssim": s,
-            "psnr": 10.0 * jnp.log10(1.0 / mse)}
+            "psnr": 10.0 * jnp.log10(1.0 / jnp.maximum(mse, PSNR_MSE_FLOOR))}

@@ -330,7 +330,14 @@ def check_losses(sar_dir: str | Path | None = None, seed: int = 0) -> list[Row]:
         diffs.update({f"per-image {k}": _max_abs(jp[k], tp[k].numpy()) for k in ("loss", "mse", "ssim", "psnr")})
         for k, v in diffs.items():
             worst[k] = max(worst.get(k, 0.0), v)
-    return [row("2 losses", f"{k} max|diff| over {len(cases)} pairs", v, TOL["loss"]) for k, v in worst.items()]
+    rows = [row("2 losses", f"{k} max|diff| over {len(cases)} pairs", v, TOL["loss"]) for k, v in worst.items()]
+    x = next(c[2] for c in synthetic_ssim_cases(seed) if c[0] == "identical")
+    _, jm = combined_loss(x, x)
+    with torch.no_grad():
+        _, tm = t_loss(nchw(x), nchw(x))
+    rows.append(row("2 losses", f"identical images: PSNR |diff| (jax {float(jm['psnr']):.1f} dB, both floor MSE at 1e-12)",
+                    abs(float(jm["psnr"]) - float(tm["psnr"])), TOL["loss"]))
+    return rows
 
 
 # --------------------------------------------------------------------------- 3. gradients
