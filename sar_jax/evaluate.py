@@ -207,10 +207,8 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         raise SarJaxError(f"--data {data}: no such file or folder")
     run = inference.load_run(checkpoint, "best")
     out_dir = Path(out) if out else Path(checkpoint) / f"eval-{framework}"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SarJaxError(f"--out {out_dir}: cannot create ({exc.strerror})") from None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SarJaxError(f"--out {out_dir}: exists and is not a folder")
     t0 = time.perf_counter()
     es = load_eval_set(run, data, units)
     size = es.images.shape[1]
@@ -250,6 +248,10 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         "average": average, "per_source": per_source, "per_image": rows,
         "seconds": time.perf_counter() - t0,
     }
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SarJaxError(f"--out {out_dir}: cannot create ({exc.strerror})") from None
     write_atomic(out_dir / "report.json", lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
     write_atomic(out_dir / "report.md", lambda p: p.write_text(markdown_report(report)))
     picks = np.unique(np.linspace(0, len(rows) - 1, min(num_panels, len(rows))).round().astype(int))

@@ -97,3 +97,4 @@ def test_bad_input_is_one_line_exit_2(intensity_run, tmp_path, capsys, case, mat
     assert run_main(evaluate.main, args + ["--out", str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
+    assert not (tmp_path / "ev").exists()  # nothing written
