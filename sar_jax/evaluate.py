@@ -121,7 +121,7 @@ def run_jax(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_wi
     import jax.numpy as jnp
 
     from sar_jax import inference
-    from sar_jax.losses import mse_per_image, ssim_per_image
+    from sar_jax.losses import mse_per_image, psnr_from_mse, ssim_per_image
 
     encode, decode = inference.encode_fn(run.model), inference.decode_fn(run.model)
     dtype = jnp.float16 if latent_dtype == "float16" else jnp.float32
@@ -130,7 +130,7 @@ def run_jax(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_wi
         z = encode(run.variables, batch)
         x_hat = decode(run.variables, z.astype(dtype))
         m = mse_per_image(x_hat, batch)
-        out = [x_hat, z, m, 10.0 * jnp.log10(1.0 / m), ssim_per_image(x_hat, batch, ssim_window)]
+        out = [x_hat, z, m, psnr_from_mse(m), ssim_per_image(x_hat, batch, ssim_window)]
         if ms_window is not None:
             out.append(inference.ms_ssim_per_image(x_hat, batch, win_size=ms_window))
         return tuple(out)

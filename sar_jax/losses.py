@@ -21,10 +21,15 @@ def mse_per_image(x_hat: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(x_hat.astype(jnp.float32) - x.astype(jnp.float32)), axis=(1, 2, 3))
 
 
+def psnr_from_mse(mse: jax.Array, data_range: float = 1.0) -> jax.Array:
+    """PSNR in dB; the MSE is floored at PSNR_MSE_FLOOR (identical images give 120 dB, as in
+    the reference)."""
+    return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse, PSNR_MSE_FLOOR))
+
+
 def psnr(x_hat: jax.Array, x: jax.Array, data_range: float = 1.0) -> jax.Array:
     """PSNR in dB of the whole batch's MSE."""
-    mse = jnp.mean(jnp.square(x_hat.astype(jnp.float32) - x.astype(jnp.float32)))
-    return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse, PSNR_MSE_FLOOR))
+    return psnr_from_mse(jnp.mean(jnp.square(x_hat.astype(jnp.float32) - x.astype(jnp.float32))), data_range)
 
 
 def ssim_per_image(x_hat: jax.Array, x: jax.Array, window_size: int = 11,
@@ -48,7 +53,7 @@ def combined_loss(x_hat: jax.Array, x: jax.Array, mse_weight: float = 0.5, ssim_
     mse = jnp.mean(mse_per_image(x_hat, x))
     s = ssim(x_hat, x, window_size)
     loss = mse_weight * mse + ssim_weight * (1.0 - s)
-    return loss, {"loss": loss, "mse": mse, "ssim": s, "psnr": 10.0 * jnp.log10(1.0 / jnp.maximum(mse, PSNR_MSE_FLOOR))}
+    return loss, {"loss": loss, "mse": mse, "ssim": s, "psnr": psnr_from_mse(mse)}
 
 
 def per_image_metrics(x_hat: jax.Array, x: jax.Array, mse_weight: float = 0.5,
@@ -57,4 +62,4 @@ def per_image_metrics(x_hat: jax.Array, x: jax.Array, mse_weight: float = 0.5,
     mse = mse_per_image(x_hat, x)
     s = ssim_per_image(x_hat, x, window_size)
     return {"loss": mse_weight * mse + ssim_weight * (1.0 - s), "mse": mse, "ssim": s,
-            "psnr": 10.0 * jnp.log10(1.0 / jnp.maximum(mse, PSNR_MSE_FLOOR))}
+            "psnr": psnr_from_mse(mse)}

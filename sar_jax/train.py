@@ -29,6 +29,7 @@ from sar_jax.cli import add_train_args, run_main
 from sar_jax.config import load_config, resume_config, validate
 from sar_jax.data.batching import BatchIterator
 from sar_jax.data.pipeline import build_datasets, make_loaders
+from sar_jax.early_stopping import EarlyStopping
 from sar_jax.errors import SarJaxError
 from sar_jax.models import SARAutoencoder
 from sar_jax.rundir import (append_log, default_run_dir, prepare_run_dir, read_log,
@@ -165,15 +166,18 @@ def _metadata(config: dict[str, Any], params: dict[str, Any], state: TrainState,
     return meta
 
 
-def _end_of_epoch(state: TrainState, val_loss: float, plateau_update: Any, mesh: Mesh) -> tuple[TrainState, bool]:
-    """Plateau, best value and early-stopping counter after one epoch's validation."""
-    improved = val_loss < distributed.scalar(state.best_val_loss)
+def _end_of_epoch(state: TrainState, val_loss: float, plateau_update: Any, mesh: Mesh,
+                  patience: int) -> tuple[TrainState, bool]:
+    """Plateau, best value and early-stopping counter after one epoch's validation (the same
+    :class:`EarlyStopping` rule as the reference, its counters kept in the state)."""
+    stopper = EarlyStopping(patience, distributed.scalar(state.best_val_loss),
+                            distributed.scalar(state.epochs_without_improvement))
+    improved = stopper.update(val_loss)
     state = state.replace(
         epoch=jnp.asarray(distributed.scalar(state.epoch) + 1, jnp.int32),
         plateau_state=plateau_update(state.plateau_state, jnp.float32(val_loss)),
-        best_val_loss=jnp.asarray(min(val_loss, distributed.scalar(state.best_val_loss)), jnp.float32),
-        epochs_without_improvement=jnp.asarray(0 if improved else distributed.scalar(state.epochs_without_improvement) + 1,
-                                               jnp.int32))
+        best_val_loss=jnp.asarray(stopper.best, jnp.float32),
+        epochs_without_improvement=jnp.asarray(stopper.bad_epochs, jnp.int32))
     return distributed.replicate(state, mesh), improved
 
 
@@ -254,7 +258,8 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                 if not math.isfinite(val_m["loss"]):
                     raise SarJaxError(f"training diverged: validation loss is NaN/Inf at epoch {epoch}; the "
                                       f"last good checkpoint in {run_dir / 'checkpoints'} is kept")
-                state, improved = _end_of_epoch(state, val_m["loss"], steps["plateau_update"], mesh)
+                state, improved = _end_of_epoch(state, val_m["loss"], steps["plateau_update"], mesh,
+                                                train_cfg["early_stopping_patience"])
                 checkpointing.save(manager, distributed.scalar(state.step), state,
                                    _metadata(config, preprocessing, state, val_m["loss"]), val_m["loss"])
                 record = {"epoch": epoch, **{f"train_{k}": v for k, v in progress.means().items()},
