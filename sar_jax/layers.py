@@ -15,7 +15,9 @@ through YNNPACK fusions; ``benchmarks/layer_profile.py`` reproduces the numbers)
   convolutions, and the kernel gradient of a transposed one is pathological (10-100x slower);
 - a transposed convolution ``T`` is computed exactly as one stride-1 3x3 conv to 4x the channels
   (one group per output phase: per axis, even outputs take taps 4, 2, 0 at input offsets
-  -1, 0, +1, odd outputs taps 3, 1 at offsets 0, +1) followed by depth-to-space.
+  -1, 0, +1, odd outputs taps 3, 1 at offsets 0, +1) followed by depth-to-space; with few
+  output channels (the decoder's last layer, 64 -> 1) that conv is very slow, and T is one
+  matmul to the 25 taps followed by shifted sums instead.
 
 The two layers are adjoint to each other, so each gets a ``jax.custom_vjp`` built from these
 three fast pieces only: ``StridedConv`` = S forward, T for the input gradient, W for the kernel
@@ -38,6 +40,10 @@ _DN = ("NHWC", "HWIO", "NHWC")
 # For output phase a (0 even, 1 odd) and input offset d in (-1, 0, +1): the 5-tap index used,
 # 5 meaning "no tap" (a zero row appended to the kernel).
 _PHASE_TAPS = np.array([[4, 2, 0], [5, 3, 1]])
+# The same as (input offset, tap) pairs per output phase.
+_OFFSET_TAPS = (((-1, 4), (0, 2), (1, 0)), ((0, 3), (1, 1)))
+# Up to this many output channels a transposed conv is one matmul + shifted sums.
+_FEW_CHANNELS = 4
 
 
 def kaiming_normal(negative_slope: float, fan_axis: int) -> Callable:
@@ -74,10 +80,34 @@ def _strided(x: jax.Array, k: jax.Array) -> jax.Array:
 
 def _transposed(x: jax.Array, k: jax.Array) -> jax.Array:
     """T: ``ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1)``, (N, h, w, I) x (5, 5, I, O)
-    -> (N, 2h, 2w, O), as a stride-1 3x3 conv to 4O channels + depth-to-space."""
+    -> (N, 2h, 2w, O), as a stride-1 3x3 conv to 4O channels + depth-to-space (few output
+    channels: :func:`_transposed_few_outputs`)."""
+    if k.shape[-1] <= _FEW_CHANNELS:
+        return _transposed_few_outputs(x, k)
     y = jax.lax.conv_general_dilated(x, transposed_conv_kernel(k), (1, 1), ((1, 1), (1, 1)),
                                      dimension_numbers=_DN)
     return depth_to_space(y)
+
+
+def _transposed_few_outputs(x: jax.Array, k: jax.Array) -> jax.Array:
+    """T for few output channels (the decoder's last layer), where a conv to 4O channels runs
+    at a few % of the machine's speed: one matmul gives every input pixel's contribution to
+    each of the 25 taps, ``P = x @ k`` (N, h, w, 5, 5, O); output phase (a, b) then sums the
+    shifted planes of its taps (per axis, even outputs taps 4, 2, 0 at input offsets -1, 0, +1,
+    odd outputs taps 3, 1 at offsets 0, +1). Sums in float32 whatever the compute dtype."""
+    n, h, w, c = x.shape
+    o = k.shape[-1]
+    p = jnp.dot(x.reshape(-1, c), k.transpose(2, 0, 1, 3).reshape(c, 25 * o),
+                preferred_element_type=jnp.float32).reshape(n, h, w, 5, 5, o)
+    p = jnp.pad(p, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
+    phases = []
+    for a in (0, 1):
+        for b in (0, 1):
+            terms = [p[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w, ty, tx]
+                     for dy, ty in _OFFSET_TAPS[a] for dx, tx in _OFFSET_TAPS[b]]
+            phases.append(sum(terms[1:], terms[0]))
+    y = jnp.stack(phases, axis=3).reshape(n, h, w, 2, 2, o)  # (row phase, col phase)
+    return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, o).astype(x.dtype)
 
 
 def _strided_kernel_grad(x: jax.Array, dy: jax.Array, kernel_dtype: Any) -> jax.Array:

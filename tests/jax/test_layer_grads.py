@@ -19,11 +19,12 @@ def _torch_grads(op, x, w, g):
 
 
 @pytest.mark.parametrize("size", [(16, 16), (10, 13)])
-def test_strided_conv_gradients_equal_torch(size):
+@pytest.mark.parametrize("in_channels", [3, 6])  # the input gradient is a T to in_channels outputs
+def test_strided_conv_gradients_equal_torch(size, in_channels):
     rng = np.random.default_rng(4)
     h, w = size
-    x = rng.standard_normal((2, 3, h, w)).astype(np.float32)
-    wt = rng.standard_normal((5, 3, 5, 5)).astype(np.float32)
+    x = rng.standard_normal((2, in_channels, h, w)).astype(np.float32)
+    wt = rng.standard_normal((5, in_channels, 5, 5)).astype(np.float32)
     g = rng.standard_normal((2, 5, (h + 1) // 2, (w + 1) // 2)).astype(np.float32)
     ref_dx, ref_dw = _torch_grads(lambda a, b: torch.nn.functional.conv2d(a, b, stride=2, padding=2), x, wt, g)
     loss = lambda a, k: jnp.sum(strided_conv(a, k) * g.transpose(0, 2, 3, 1))
@@ -32,12 +33,16 @@ def test_strided_conv_gradients_equal_torch(size):
     np.testing.assert_allclose(np.asarray(dk).transpose(3, 2, 0, 1), ref_dw, atol=1e-4, rtol=1e-5)
 
 
-def test_transposed_conv_gradients_equal_torch():
+@pytest.mark.parametrize("out_channels", [1, 4, 5])  # <= 4: matmul + shifted sums; else phase conv
+def test_transposed_conv_values_and_gradients_equal_torch(out_channels):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 3, 7, 9)).astype(np.float32)
-    wt = rng.standard_normal((3, 5, 5, 5)).astype(np.float32)
-    g = rng.standard_normal((2, 5, 14, 18)).astype(np.float32)
+    wt = rng.standard_normal((3, out_channels, 5, 5)).astype(np.float32)
+    g = rng.standard_normal((2, out_channels, 14, 18)).astype(np.float32)
     op = lambda a, b: torch.nn.functional.conv_transpose2d(a, b, stride=2, padding=2, output_padding=1)
+    ref = op(torch.from_numpy(x), torch.from_numpy(wt)).numpy()
+    out = jax.jit(transposed_conv)(x.transpose(0, 2, 3, 1), wt.transpose(2, 3, 0, 1))
+    np.testing.assert_allclose(np.asarray(out).transpose(0, 3, 1, 2), ref, atol=2e-5, rtol=1e-5)
     ref_dx, ref_dw = _torch_grads(op, x, wt, g)
     loss = lambda a, k: jnp.sum(transposed_conv(a, k) * g.transpose(0, 2, 3, 1))
     dx, dk = jax.jit(jax.grad(loss, argnums=(0, 1)))(x.transpose(0, 2, 3, 1), wt.transpose(2, 3, 0, 1))
@@ -48,8 +53,8 @@ def test_transposed_conv_gradients_equal_torch():
 def test_gradients_in_bfloat16_follow_float32():
     rng = np.random.default_rng(6)
     x = jnp.asarray(rng.standard_normal((2, 8, 8, 3)), jnp.float32)
-    k = jnp.asarray(rng.standard_normal((5, 5, 3, 4)), jnp.float32)
-    for fn in (strided_conv, transposed_conv):
+    for fn, out_channels in ((strided_conv, 4), (transposed_conv, 1), (transposed_conv, 6)):
+        k = jnp.asarray(rng.standard_normal((5, 5, 3, out_channels)), jnp.float32)
         def loss(a, kk, dtype):
             return jnp.sum(jnp.square(fn(a.astype(dtype), kk.astype(dtype)).astype(jnp.float32)))
         g32 = jax.grad(loss, argnums=(0, 1))(x, k, jnp.float32)
