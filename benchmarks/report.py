@@ -16,20 +16,29 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
              + (f", {dev['cpu_count']} cores" if dev.get("cpu_count") else "") + ")", "",
              f"`{st['command']}` -- config `{st['config']}` {' '.join(st['overrides'])}, "
              f"{st['repeats']} repeats (median), contenders alternated in one process; "
-             f"jax {result['versions']['jax']}, torch {result['versions']['torch']}.", ""]
+             f"jax {result['versions']['jax']}, torch {result['versions']['torch']}."]
+    cond = result.get("conditions")
+    if cond:
+        lines.append(f"Load average (1/5/15 min) before {', '.join(f'{v:.2f}' for v in cond['load_average_1_5_15min_before'])}, "
+                     f"after {', '.join(f'{v:.2f}' for v in cond['load_average_1_5_15min_after'])} "
+                     f"({cond['note']}).")
+    lines.append("")
     flops = result["flops"]
     for s, f in flops["per_image"].items():
         lines.append(f"Analytic FLOPs per {s}x{s} image: forward {f['forward'] / 1e9:.2f} GFLOP, "
                      f"train step {f['train'] / 1e9:.2f} GFLOP ({flops['convention']}).")
     lines += ["", "| framework | variant | precision | mode | batch | size | images/s | step ms | compile s "
-              "| TFLOP/s | MFU | peak mem MB | step +MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| TFLOP/s | MFU | peak mem MB | step +MB | page faults/step | sys s/step |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["results"]:
         lines.append(f"| {r['framework']} | {r['variant']} | {r['precision']} | {r['mode']} | {r['batch_size']} "
                      f"| {r['image_size']} | {r['images_per_second']:.2f} | {r['step_seconds']['median'] * 1e3:.0f} "
                      f"| {_f(r['compile_seconds'])} | {r['tflops']:.3f} | {_f(r['mfu'], '{:.1%}')} "
-                     f"| {r['peak_memory_mb']:.0f} | {_f(r.get('host_step_increase_mb'), '{:.0f}')} |")
+                     f"| {r['peak_memory_mb']:.0f} | {_f(r.get('host_step_increase_mb'), '{:.0f}')} "
+                     f"| {_f(r.get('minor_page_faults'), '{:.0f}')} | {_f(r.get('system_cpu_seconds'), '{:.2f}')} |")
     lines += ["", "compile s: JAX `lower().compile()` time; torch.compile: its first call (compile + one step); "
-              "eager: n/a. step +MB: host RSS growth during that step. " + result["memory_note"] + ".", "", "## Ratios (JAX images/s / PyTorch images/s; > 1 = JAX faster)", "",
+              "eager: n/a. step +MB, page faults/step, sys s/step: host RSS growth, minor page faults and "
+              "kernel CPU time of one untimed step (fresh memory the allocator maps and the kernel zeroes each step). " + result["memory_note"] + ".", "", "## Ratios (JAX images/s / PyTorch images/s; > 1 = JAX faster)", "",
               "| batch, size | mode | pair | ratio of medians | median of paired ratios |", "|---|---|---|---|---|"]
     for key, modes in result["ratios"].items():
         for mode, pairs in modes.items():

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import threading
 import time
@@ -182,11 +183,15 @@ def measure_config(contenders: list[Any], config: dict[str, Any], batch_size: in
         for mode in ("train", "infer"):
             if p.reset_peak_memory:
                 p.reset_peak_memory()
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
             with RssSampler() as rss:
                 before = rss.peak
                 getattr(p, mode)()
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
             memory[(c, mode)] = {"host_peak_rss_mb": rss.peak / 2**20,
                                  "host_step_increase_mb": (rss.peak - before) / 2**20,
+                                 "minor_page_faults": r1.ru_minflt - r0.ru_minflt,
+                                 "system_cpu_seconds": r1.ru_stime - r0.ru_stime,
                                  **(p.device_peak_memory_mb() if p.device_peak_memory_mb else {})}
 
     dev_name = device_info(device)["name"]
@@ -323,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 notes.append(f"{label}: {why}")
         contenders = [c for c in contenders if c.label not in QUICK_SKIP]
     t_start = time.perf_counter()
+    load_before = os.getloadavg()
     rows: list[dict] = []
     for s in args.size:
         for b in args.batch:
@@ -331,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratios = compute_ratios(rows)
     result: dict[str, Any] = {
         "device": device_info(args.device), "versions": versions(),
+        "conditions": {"load_average_1_5_15min_before": load_before, "load_average_1_5_15min_after": os.getloadavg(),
+                       "note": "the machine may be shared: a load average above the core count means other "
+                               "processes competed for the cores during the timings"},
         "settings": {"quick": args.quick, "batch_sizes": args.batch, "image_sizes": args.size,
                      "repeats": args.repeats, "config": args.config, "overrides": args.overrides,
                      "model": config["model"], "loss": config["loss"],
