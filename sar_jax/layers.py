@@ -13,10 +13,11 @@ through YNNPACK fusions; ``benchmarks/layer_profile.py`` reproduces the numbers)
   is XLA's kernel gradient of it ``W``;
 - XLA's own transposed convolution and the input gradient of a strided one are lhs-dilated
   convolutions, and the kernel gradient of a transposed one is pathological (10-100x slower);
-- a transposed convolution ``T`` is computed exactly as one stride-1 3x3 conv to 4x the channels
-  (one group per output phase: per axis, even outputs take taps 4, 2, 0 at input offsets
-  -1, 0, +1, odd outputs taps 3, 1 at offsets 0, +1) followed by depth-to-space; with few
-  output channels (the decoder's last layer, 64 -> 1) that conv is very slow, and T is one
+- a transposed convolution ``T`` is computed exactly from stride-1 convs that produce the four
+  output phases (per axis, even outputs take taps 4, 2, 0 at input offsets -1, 0, +1, odd
+  outputs taps 3, 1 at offsets 0, +1): a 3x3 conv for the even output rows and a 2x3 conv for
+  the odd ones, each to 2x the channels (both column phases), then interleaved; with few
+  output channels (the decoder's last layer, 64 -> 1) such convs are very slow, and T is one
   matmul to the 25 taps followed by shifted sums instead.
 
 The two layers are adjoint to each other, so each gets a ``jax.custom_vjp`` built from these
@@ -57,14 +58,6 @@ def kaiming_normal(negative_slope: float, fan_axis: int) -> Callable:
     return nn.initializers.variance_scaling(gain2, mode, "normal", in_axis=-2, out_axis=-1)
 
 
-def depth_to_space(x: jax.Array) -> jax.Array:
-    """(N, H, W, 4C) with channel order (row phase, col phase, C) -> (N, 2H, 2W, C)."""
-    n, h, w, c4 = x.shape
-    c = c4 // 4
-    x = x.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(n, 2 * h, 2 * w, c)
-
-
 def transposed_conv_kernel(kernel: jax.Array) -> jax.Array:
     """(5, 5, I, O) transposed-conv kernel -> (3, 3, I, 4O) phase kernel (phase-major outputs)."""
     i, o = kernel.shape[2:]
@@ -80,13 +73,21 @@ def _strided(x: jax.Array, k: jax.Array) -> jax.Array:
 
 def _transposed(x: jax.Array, k: jax.Array) -> jax.Array:
     """T: ``ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1)``, (N, h, w, I) x (5, 5, I, O)
-    -> (N, 2h, 2w, O), as a stride-1 3x3 conv to 4O channels + depth-to-space (few output
+    -> (N, 2h, 2w, O), as stride-1 convs producing the output phases, interleaved (few output
     channels: :func:`_transposed_few_outputs`)."""
     if k.shape[-1] <= _FEW_CHANNELS:
         return _transposed_few_outputs(x, k)
-    y = jax.lax.conv_general_dilated(x, transposed_conv_kernel(k), (1, 1), ((1, 1), (1, 1)),
-                                     dimension_numbers=_DN)
-    return depth_to_space(y)
+    n, h, w, c = x.shape
+    o = k.shape[-1]
+    kk = transposed_conv_kernel(k).reshape(3, 3, c, 2, 2, o)  # (dy, dx, I, row phase, col phase, O)
+    # Even output rows use input rows -1, 0, +1; odd ones only 0, +1: two convs (3x3 and 2x3, each
+    # to both column phases) instead of one 3x3 to all four phases skip 1/6 of the zero taps.
+    even = jax.lax.conv_general_dilated(x, kk[:, :, :, 0].reshape(3, 3, c, 2 * o), (1, 1), ((1, 1), (1, 1)),
+                                        dimension_numbers=_DN)
+    odd = jax.lax.conv_general_dilated(x, kk[1:, :, :, 1].reshape(2, 3, c, 2 * o), (1, 1), ((0, 1), (1, 1)),
+                                       dimension_numbers=_DN)
+    y = jnp.stack([even.reshape(n, h, w, 2, o), odd.reshape(n, h, w, 2, o)], axis=2)  # (N, h, a, w, b, O)
+    return y.reshape(n, 2 * h, 2 * w, o)
 
 
 def _transposed_few_outputs(x: jax.Array, k: jax.Array) -> jax.Array:
