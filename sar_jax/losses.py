@@ -2,8 +2,7 @@
 
 SSIM follows pytorch-msssim's ``ssim(..., nonnegative_ssim=True)`` semantics: Gaussian
 window (sigma 1.5) applied without padding, SSIM map averaged per image and channel, negative
-values clamped to 0 per image/channel, then averaged. dm-pix computes the map (with the
-Gaussian window applied as banded matmuls for images up to 512 pixels a side); the per-channel
+values clamped to 0 per image/channel, then averaged. dm-pix computes the map; the per-channel
 clamp is added here because dm-pix has none.
 """
 
@@ -12,7 +11,6 @@ from __future__ import annotations
 import dm_pix as pix
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 #: MSE floor for PSNR, so identical images give a finite 120 dB (as sar_torch_ref's psnr_from_mse).
 PSNR_MSE_FLOOR = 1e-12
@@ -34,39 +32,11 @@ def psnr(x_hat: jax.Array, x: jax.Array, data_range: float = 1.0) -> jax.Array:
     return psnr_from_mse(jnp.mean(jnp.square(x_hat.astype(jnp.float32) - x.astype(jnp.float32))), data_range)
 
 
-#: Up to this image side the SSIM window is applied as two banded matmuls (fast on CPU: about
-#: 4x less time than dm-pix's vmapped 1-D convolutions at 256x256, forward and backward);
-#: larger images use dm-pix's own filter (the matmuls' cost grows with the side squared).
-_MATMUL_FILTER_MAX_SIDE = 512
-
-
-def _banded_gaussian(n: int, window: int, sigma: float) -> np.ndarray:
-    """(n, n - window + 1) matrix whose column j holds the normalised Gaussian at rows j..j+window-1:
-    ``z @ m`` is the 'valid' 1-D Gaussian filtering of z's last axis (dm-pix's window)."""
-    taps = np.exp(-0.5 * ((np.arange(window) - window // 2) / sigma) ** 2)
-    taps /= taps.sum()
-    m = np.zeros((n, n - window + 1), np.float32)
-    for j in range(n - window + 1):
-        m[j:j + window, j] = taps
-    return m
-
-
-def _matmul_gaussian_filter(z: jax.Array, window: int, sigma: float = 1.5) -> jax.Array:
-    """Separable 'valid' Gaussian filter of (N, H, W, C) images as two banded matmuls."""
-    h, w = z.shape[-3], z.shape[-2]
-    hi = jax.lax.Precision.HIGHEST
-    z = jnp.einsum("nhwc,wv->nhvc", z, _banded_gaussian(w, window, sigma), precision=hi)
-    return jnp.einsum("nhvc,hu->nuvc", z, _banded_gaussian(h, window, sigma), precision=hi)
-
-
 def ssim_per_image(x_hat: jax.Array, x: jax.Array, window_size: int = 11,
                    data_range: float = 1.0) -> jax.Array:
     """SSIM of each image (N,), clamped at 0 per image and channel (nonnegative_ssim)."""
-    filter_fn = None
-    if x.ndim == 4 and max(x.shape[1:3]) <= _MATMUL_FILTER_MAX_SIDE:
-        filter_fn = lambda z: _matmul_gaussian_filter(z, window_size)  # noqa: E731
     ssim_map = pix.ssim(x_hat.astype(jnp.float32), x.astype(jnp.float32), max_val=data_range,
-                        filter_size=window_size, filter_sigma=1.5, return_map=True, filter_fn=filter_fn)
+                        filter_size=window_size, filter_sigma=1.5, return_map=True)
     per_channel = jnp.mean(ssim_map, axis=(1, 2))  # (N, C)
     return jnp.mean(jax.nn.relu(per_channel), axis=-1)
 
