@@ -30,7 +30,8 @@ import numpy as np
 
 DEFAULT_OUT = "benchmarks/results/throughput.json"
 QUICK_SKIP = {"torch-compile-fp32": "skipped in --quick: torch.compile's first call (inductor C++ build) "
-                                    "takes ~50 s on 2 CPU cores; run without --quick to include it"}
+                                    "takes up to ~50 s on 2 CPU cores with a cold cache; run without --quick "
+                                    "to include it (see cpu-2core-full)"}
 PIPELINE_MARGIN = 5.0  # the pipeline must deliver this many times what the fastest train step consumes
 TARGETS = {"train": (1.0, 1.5), "infer": (1.0, 1.5)}  # (target, stretch) for jax-jit-fp32 / torch-eager-fp32
 COMPILE_TARGET_S = 30.0
