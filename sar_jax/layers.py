@@ -160,40 +160,42 @@ def _transposed_bwd(res, dy):
 transposed_conv.defvjp(_transposed_fwd, _transposed_bwd)
 
 
-class StridedConv(nn.Module):
+class _Conv5x5(nn.Module):
+    """A 5x5 stride-2 convolution layer: kernel ``(5, 5, in, out)`` + optional bias, applied
+    by ``_op`` with the torch init for ``_fan_axis`` (subclasses set both)."""
+
+    features: int
+    use_bias: bool = False
+    negative_slope: float = 0.2
+    dtype: Dtype = jnp.float32
+    _fan_axis = -1
+
+    @staticmethod
+    def _op(x: jax.Array, kernel: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", kaiming_normal(self.negative_slope, self._fan_axis),
+                            (5, 5, x.shape[-1], self.features), jnp.float32)
+        y = self._op(x.astype(self.dtype), kernel.astype(self.dtype))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+        return y
+
+
+class StridedConv(_Conv5x5):
     """``Conv2d(k=5, stride=2, padding=2)`` (:func:`strided_conv`)."""
 
-    features: int
-    use_bias: bool = False
-    negative_slope: float = 0.2
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", kaiming_normal(self.negative_slope, -1),
-                            (5, 5, x.shape[-1], self.features), jnp.float32)
-        y = strided_conv(x.astype(self.dtype), kernel.astype(self.dtype))
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
-        return y
+    _fan_axis = -1
+    _op = staticmethod(strided_conv)
 
 
-class TransposedConv(nn.Module):
+class TransposedConv(_Conv5x5):
     """``ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1)`` (:func:`transposed_conv`)."""
 
-    features: int
-    use_bias: bool = False
-    negative_slope: float = 0.2
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", kaiming_normal(self.negative_slope, -2),
-                            (5, 5, x.shape[-1], self.features), jnp.float32)
-        y = transposed_conv(x.astype(self.dtype), kernel.astype(self.dtype))
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
-        return y
+    _fan_axis = -2
+    _op = staticmethod(transposed_conv)
 
 
 class BatchNorm(nn.Module):
