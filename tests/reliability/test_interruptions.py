@@ -83,25 +83,40 @@ def test_signal_checkpoints_and_resume_continues_identically(tmp_path, tiny, sig
     assert interrupted_at["epoch"] in (1, 2)  # mid-epoch 2, or end of epoch 1/2 if it landed in validation
 
 
-def test_sigkill_during_checkpoint_writes_keeps_a_loadable_checkpoint(tmp_path, tiny):
+def _kill_inside_a_save(proc: subprocess.Popen, ckpt: Path, timeout: float = 300) -> bool:
+    """SIGKILL ``proc`` as soon as Orbax's temporary checkpoint folder appears; returns whether
+    the folder was still there after the kill (i.e. the process died inside the save)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.is_dir() and any("tmp" in p.name for p in ckpt.iterdir()):
+            proc.kill()
+            proc.wait()
+            return any("tmp" in p.name for p in ckpt.iterdir())
+        time.sleep(0.0005)
+    proc.kill()
+    proc.wait()
+    return False
+
+
+def test_sigkill_inside_a_checkpoint_write_keeps_a_loadable_checkpoint(tmp_path, tiny):
     run = tmp_path / "run"
-    for delay in (0.0, 0.15, 0.3):
-        proc = _start(tiny, run, epochs=40) if not run.exists() else subprocess.Popen(
-            [sys.executable, "-m", "sar_jax.train", "--resume", str(run)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
-        _wait_for_epochs(run, len(_log(run)) + 1 if (run / "training.log").exists() else 1, proc)
-        time.sleep(delay)
-        proc.kill()  # SIGKILL: no handler runs, possibly mid-save
-        proc.wait()
-        state, meta = _state(run)
+    killed_mid_save = 0
+    proc = _start(tiny, run, epochs=40)
+    _wait_for_epochs(run, 1, proc)  # one complete checkpoint exists
+    for _ in range(6):
+        killed_mid_save += _kill_inside_a_save(proc, run / "checkpoints")
+        state, meta = _state(run)  # the previous checkpoint stays loadable
         assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params))
-    # an interrupted Orbax write leaves a temporary folder that must never be taken for a checkpoint
-    latest = checkpointing.read_metadata(run, "latest")["step"]
-    (run / "checkpoints" / f"{latest + 1}.orbax-checkpoint-tmp-123").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "sar_jax.train", "--resume", str(run), "--set", "train.epochs="
-                           + str(len(_log(run)) + 1)], capture_output=True, text=True, timeout=600)
+        if killed_mid_save >= 2:
+            break
+        proc = subprocess.Popen([sys.executable, "-m", "sar_jax.train", "--resume", str(run)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert killed_mid_save >= 1, "never caught the process inside a checkpoint write"
+    done = len(_log(run))
+    proc = subprocess.run([sys.executable, "-m", "sar_jax.train", "--resume", str(run), "--set",
+                           f"train.epochs={done + 1}"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert _log(run)[-1]["epoch"] == len(_log(run))
+    assert [r["epoch"] for r in _log(run)] == list(range(1, done + 2))
 
 
 def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny, monkeypatch):
