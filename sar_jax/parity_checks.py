@@ -353,7 +353,6 @@ class _HashableDict(dict):
 def check_gradients(base: int = 8, latent: int = 4, size: int = 32, batch: int = 2, seed: int = 0) -> list[Row]:
     """Relative error of the combined loss's gradient, per parameter, train mode."""
     import jax
-    import torch
 
     from sar_jax.convert import flax_to_torch, torch_to_flax
     from sar_jax.models import SARAutoencoder

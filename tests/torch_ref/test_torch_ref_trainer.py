@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from sar_jax.config import load_config
 from sar_jax.data.batching import BatchIterator
 from sar_jax.errors import SarJaxError
 from sar_jax.rundir import LOG_KEYS, read_log
