@@ -403,10 +403,7 @@ def to_torch(run_dir: str | Path, out: str | Path, *, which: str = "best") -> Pa
     moments fresh, LR and plateau / early-stopping counters carried); returns ``out``."""
     import torch
 
-    from sar_jax import checkpointing
-    from sar_jax.config import config_from_dict
-    from sar_jax.models import SARAutoencoder
-    from sar_jax.train_state import create_train_state
+    from sar_jax.inference import load_run
     from sar_torch_ref.models.autoencoder import SARAutoencoder as TorchAutoencoder
     from sar_torch_ref.training.checkpoint import save_checkpoint, versions
 
@@ -418,14 +415,9 @@ def to_torch(run_dir: str | Path, out: str | Path, *, which: str = "best") -> Pa
         raise SarJaxError(f"--to-torch {run_dir}: no such run directory")
     if out.is_dir():
         raise SarJaxError(f"--out {out}: is a directory; expected the .pt file to write")
-    meta = checkpointing.read_metadata(run_dir, which)
-    if not isinstance(meta.get("config"), dict):
-        raise SarJaxError(f"{run_dir}: the checkpoint metadata holds no config")
-    config = config_from_dict(meta["config"], f"{run_dir} checkpoint metadata")
-    model = SARAutoencoder.from_config(config["model"])
-    state, meta = checkpointing.restore(run_dir, create_train_state(model, config), which)
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    state_dict = flax_to_torch(variables, int(state.step), config["model"], what=f"{run_dir} ({which})")
+    run = load_run(run_dir, which)
+    config, state, meta = run.config, run.state, run.metadata
+    state_dict = flax_to_torch(run.variables, int(state.step), config["model"], what=f"{run_dir} ({which})")
     torch_model = TorchAutoencoder(config["model"])
     torch_model.load_state_dict(state_dict, strict=True)  # cannot fail after the checks above
     train_cfg = config["train"]

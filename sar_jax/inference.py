@@ -47,6 +47,7 @@ class LoadedRun:
     run_dir: Path
     which: str
     epoch: int
+    state: Any  # the full restored TrainState (step, optimizer and plateau states, ...)
 
 
 def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
@@ -71,7 +72,7 @@ def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
     return LoadedRun(model, variables, config, dict(meta["preprocessing_params"]), meta, path, which,
-                     int(meta.get("epoch", int(state.epoch))))
+                     int(meta.get("epoch", int(state.epoch))), state)
 
 
 # --------------------------------------------------------------------------- jitted model calls
