@@ -25,6 +25,7 @@ import numpy as np
 from sar_jax import checkpointing
 from sar_jax.config import config_from_dict
 from sar_jax.errors import SarJaxError
+from sar_jax.micro_batches import map_micro_batches
 from sar_jax.models import SARAutoencoder
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -80,14 +81,19 @@ def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
 
 @functools.lru_cache(maxsize=None)
 def _jitted(model: SARAutoencoder) -> dict[str, Callable]:
+    # eval mode is per sample, so each runs in micro-batches on CPU (sar_jax.micro_batches)
     def encode(variables, x):
-        return model.apply(variables, x, train=False, method=SARAutoencoder.encode)
+        return map_micro_batches(
+            lambda b: model.apply(variables, b, train=False, method=SARAutoencoder.encode),
+            x, x.shape[1] * x.shape[2])
 
     def decode(variables, z):
-        return model.apply(variables, z.astype(jnp.float32), train=False, method=SARAutoencoder.decode)
+        return map_micro_batches(
+            lambda b: model.apply(variables, b.astype(jnp.float32), train=False, method=SARAutoencoder.decode),
+            z, z.shape[1] * z.shape[2] * model.DOWNSAMPLING**2)
 
     def reconstruct(variables, x):
-        return model.apply(variables, x, train=False)
+        return map_micro_batches(lambda b: model.apply(variables, b, train=False), x, x.shape[1] * x.shape[2])
 
     return {"encode": jax.jit(encode), "decode": jax.jit(decode), "reconstruct": jax.jit(reconstruct)}
 

@@ -89,6 +89,9 @@ class SARAutoencoder(nn.Module):
     """``apply(variables, x, train=...) -> (x_hat, z)``; x NHWC float32 in [0, 1], H and W
     multiples of 16. ``dtype`` is the compute dtype (parameters and BN stats stay float32)."""
 
+    #: Image side / latent side (four stride-2 layers).
+    DOWNSAMPLING = 16
+
     in_channels: int = 1
     base_channels: int = 64
     latent_channels: int = 16

@@ -12,6 +12,7 @@ import optax
 from optax import contrib
 
 from sar_jax.losses import combined_loss, per_image_metrics
+from sar_jax.micro_batches import map_micro_batches
 from sar_jax.models import SARAutoencoder, init_variables
 
 
@@ -97,9 +98,13 @@ def train_step(state: TrainState, batch: jax.Array, *, model: SARAutoencoder,
 
 def eval_step(state: TrainState, batch: jax.Array, *, model: SARAutoencoder,
               weights: dict[str, Any]) -> dict[str, jax.Array]:
-    """Eval-mode per-image metrics (loss, mse, ssim, psnr), each (N,)."""
-    x_hat, _ = model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch, train=False)
-    return per_image_metrics(x_hat, batch, **weights)
+    """Eval-mode per-image metrics (loss, mse, ssim, psnr), each (N,); in micro-batches on CPU."""
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+    def metrics(x: jax.Array) -> dict[str, jax.Array]:
+        return per_image_metrics(model.apply(variables, x, train=False)[0], x, **weights)
+
+    return map_micro_batches(metrics, batch, batch.shape[1] * batch.shape[2])
 
 
 def gradients(state: TrainState, batch: jax.Array, *, model: SARAutoencoder,
@@ -109,8 +114,9 @@ def gradients(state: TrainState, batch: jax.Array, *, model: SARAutoencoder,
 
 
 def predict(variables: dict[str, Any], batch: jax.Array, *, model: SARAutoencoder) -> jax.Array:
-    """Eval-mode reconstruction."""
-    return model.apply(variables, batch, train=False)[0]
+    """Eval-mode reconstruction (in micro-batches on CPU)."""
+    return map_micro_batches(lambda x: model.apply(variables, x, train=False)[0], batch,
+                             batch.shape[1] * batch.shape[2])
 
 
 def plateau_update(plateau_state: Any, val_loss: jax.Array, *, plateau: Any) -> Any:
