@@ -1,11 +1,12 @@
 """Per-layer profile: each convolution of the model timed in isolation, JAX vs PyTorch.
 
-For every conv layer at its real shape (batch B, image S), fp32: the forward alone and the
-forward + backward (input and kernel gradients of ``sum(y * g)``), the two frameworks
-alternated in one process; plus the loss (MSE + SSIM) forward + backward on a batch. JAX runs
-the project's layers (:mod:`sar_jax.layers`), PyTorch ``F.conv2d`` / ``F.conv_transpose2d``.
-The input gradient of the first encoder layer is computed here although the model does not
-need it.
+For every conv layer at its real shape (batch B, image S), fp32: the forward, the input
+gradient and the kernel gradient each alone, and forward + backward (both gradients of
+``sum(y * g)``), the two frameworks alternated in one process; plus the loss (MSE + SSIM)
+forward and forward + backward on a batch. JAX runs the project's layers
+(:mod:`sar_jax.layers`), PyTorch ``aten.convolution`` / ``aten.convolution_backward`` (what
+``F.conv2d`` / ``F.conv_transpose2d`` and their autograd call). The input gradient of the first
+encoder layer is timed here although the model does not need it.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ def _median_ms(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, flo
 
 def profile_layers(config: dict[str, Any], batch_size: int, image_size: int, repeats: int = 3,
                    device: str = "cpu") -> list[dict[str, Any]]:
-    """Rows ``{layer, kind, gflop_fwd, jax_fwd_ms, torch_fwd_ms, jax_fwd_bwd_ms, torch_fwd_bwd_ms}``
-    for every conv layer, then one ``loss`` row."""
+    """Rows ``{layer, kind, gflop_fwd, {jax,torch}_{fwd,input_grad,kernel_grad,fwd_bwd}_ms}`` for
+    every conv layer, then one ``loss`` row (fwd and fwd_bwd only)."""
     import jax
     import jax.numpy as jnp
     import torch
-    import torch.nn.functional as F
 
     from sar_jax.layers import StridedConv, TransposedConv
     from sar_jax.losses import combined_loss
@@ -62,29 +62,44 @@ def profile_layers(config: dict[str, Any], batch_size: int, image_size: int, rep
             return jnp.sum(jfwd(kk, xx) * gg)
 
         fwd = jax.jit(jfwd)
-        grad = jax.jit(jax.grad(jloss, argnums=(0, 1)))
+        # value_and_grad, not grad: with grad alone XLA drops the forward conv (its output is
+        # not needed for the gradients), so "fwd+bwd" would time the backward only
+        fwd_bwd = jax.jit(jax.value_and_grad(jloss, argnums=(0, 1)))
+        # one cotangent each: XLA keeps only that gradient's computation (no forward)
+        input_grad = jax.jit(lambda kk, xx, gg, jfwd=jfwd: jax.vjp(lambda a: jfwd(kk, a), xx)[1](gg)[0])
+        kernel_grad = jax.jit(lambda kk, xx, gg, jfwd=jfwd: jax.vjp(lambda w: jfwd(w, xx), kk)[1](gg)[0])
         xj, kj, gj = jnp.asarray(x), jnp.asarray(k), jnp.asarray(g)
         xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(dev).requires_grad_(True)
         gt = torch.from_numpy(g.transpose(0, 3, 1, 2).copy()).to(dev)
         if strided:
             wt = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).to(dev).requires_grad_(True)
-            op = lambda a, w: F.conv2d(a, w, stride=2, padding=2)  # noqa: E731
         else:
             wt = torch.from_numpy(k.transpose(2, 3, 0, 1).copy()).to(dev).requires_grad_(True)
-            op = lambda a, w: F.conv_transpose2d(a, w, stride=2, padding=2, output_padding=1)  # noqa: E731
+        conv_args = ([2, 2], [2, 2], [1, 1], not strided, [0, 0] if strided else [1, 1], 1)
 
-        def tfwd(op=op, xt=xt, wt=wt):
+        def tfwd(xt=xt, wt=wt, conv_args=conv_args):
             with torch.no_grad():
-                op(xt, wt)
+                torch.ops.aten.convolution(xt, wt, None, *conv_args)
             sync()
 
-        def tgrad(op=op, xt=xt, wt=wt, gt=gt):
+        def tgrad(xt=xt, wt=wt, gt=gt, conv_args=conv_args):
             xt.grad = wt.grad = None
-            (op(xt, wt) * gt).sum().backward()
+            (torch.ops.aten.convolution(xt, wt, None, *conv_args) * gt).sum().backward()
             sync()
+
+        def tpiece(mask, xt=xt, wt=wt, gt=gt, conv_args=conv_args):
+            def run():
+                with torch.no_grad():
+                    torch.ops.aten.convolution_backward(gt, xt, wt, None, *conv_args, mask)
+                sync()
+            return run
 
         ms = _median_ms({"jax_fwd_ms": lambda: jax.block_until_ready(fwd(kj, xj)), "torch_fwd_ms": tfwd,
-                         "jax_fwd_bwd_ms": lambda: jax.block_until_ready(grad(kj, xj, gj)),
+                         "jax_input_grad_ms": lambda: jax.block_until_ready(input_grad(kj, xj, gj)),
+                         "torch_input_grad_ms": tpiece([True, False, False]),
+                         "jax_kernel_grad_ms": lambda: jax.block_until_ready(kernel_grad(kj, xj, gj)),
+                         "torch_kernel_grad_ms": tpiece([False, True, False]),
+                         "jax_fwd_bwd_ms": lambda: jax.block_until_ready(fwd_bwd(kj, xj, gj)),
                          "torch_fwd_bwd_ms": tgrad}, repeats)
         rows.append({"layer": layer["name"], "kind": layer["kind"], "gflop_fwd": 2 * layer["macs"] * batch_size / 1e9,
                      **{k2: round(v, 2) for k2, v in ms.items()}})
@@ -93,8 +108,8 @@ def profile_layers(config: dict[str, Any], batch_size: int, image_size: int, rep
     x = rng.random((batch_size, image_size, image_size, c_in), dtype=np.float32)
     y = np.clip(x + 0.1 * rng.standard_normal(x.shape, dtype=np.float32), 0, 1)
     lw = config["loss"]
-    jl = jax.jit(jax.grad(lambda a, b: combined_loss(a, b, lw["mse_weight"], lw["ssim_weight"],
-                                                     lw["ssim_window"])[0]))
+    jl = jax.jit(jax.value_and_grad(lambda a, b: combined_loss(a, b, lw["mse_weight"], lw["ssim_weight"],
+                                                               lw["ssim_window"])[0]))
     jl_fwd = jax.jit(lambda a, b: combined_loss(a, b, lw["mse_weight"], lw["ssim_weight"], lw["ssim_window"])[0])
     yj, xj = jnp.asarray(y), jnp.asarray(x)
     loss_fn = CombinedLoss.from_config(config).to(dev)

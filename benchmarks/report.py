@@ -68,18 +68,25 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
     prof = result.get("layer_profile")
     if prof:
         lines += ["", f"## Per-layer profile (fp32, batch {prof['batch_size']}, size {prof['image_size']}, "
-                      "each layer alone, median ms)", "",
-                  "| layer | GFLOP fwd | JAX fwd | torch fwd | JAX fwd+bwd | torch fwd+bwd | JAX/torch fwd+bwd time |",
+                      "each piece alone, median ms, JAX / torch)", "",
+                  "| layer | GFLOP fwd | forward | input grad | kernel grad | fwd+bwd | JAX/torch fwd+bwd time |",
                   "|---|---|---|---|---|---|---|"]
-        tot = {"jax_fwd_ms": 0.0, "torch_fwd_ms": 0.0, "jax_fwd_bwd_ms": 0.0, "torch_fwd_bwd_ms": 0.0}
+        pieces = ("fwd", "input_grad", "kernel_grad", "fwd_bwd")
+        tot = {f"{fw}_{p}_ms": 0.0 for fw in ("jax", "torch") for p in pieces}
+
+        def pair(r: dict[str, Any], p: str) -> str:
+            if f"jax_{p}_ms" not in r:
+                return "n/a"
+            return f"{r[f'jax_{p}_ms']:.1f} / {r[f'torch_{p}_ms']:.1f}"
+
         for r in prof["rows"]:
             for k in tot:
-                tot[k] += r[k]
-            lines.append(f"| {r['layer']} | {_f(r['gflop_fwd'], '{:.3g}')} | {r['jax_fwd_ms']:.1f} | {r['torch_fwd_ms']:.1f} "
-                         f"| {r['jax_fwd_bwd_ms']:.1f} | {r['torch_fwd_bwd_ms']:.1f} "
+                tot[k] += r.get(k, 0.0)
+            lines.append(f"| {r['layer']} | {_f(r['gflop_fwd'], '{:.3g}')} | {pair(r, 'fwd')} | {pair(r, 'input_grad')} "
+                         f"| {pair(r, 'kernel_grad')} | {pair(r, 'fwd_bwd')} "
                          f"| {r['jax_fwd_bwd_ms'] / max(r['torch_fwd_bwd_ms'], 1e-9):.2f} |")
-        lines.append(f"| **sum** | | {tot['jax_fwd_ms']:.1f} | {tot['torch_fwd_ms']:.1f} | {tot['jax_fwd_bwd_ms']:.1f} "
-                     f"| {tot['torch_fwd_bwd_ms']:.1f} | {tot['jax_fwd_bwd_ms'] / max(tot['torch_fwd_bwd_ms'], 1e-9):.2f} |")
+        lines.append(f"| **sum** | | {pair(tot, 'fwd')} | {pair(tot, 'input_grad')} | {pair(tot, 'kernel_grad')} "
+                     f"| {pair(tot, 'fwd_bwd')} | {tot['jax_fwd_bwd_ms'] / max(tot['torch_fwd_bwd_ms'], 1e-9):.2f} |")
     if result.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
     path.write_text("\n".join(lines) + "\n")

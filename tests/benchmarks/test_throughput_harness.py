@@ -40,9 +40,16 @@ def test_harness_tiny_end_to_end(tmp_path, capsys):
     assert set(pipe["sources"]) == {"synthetic", "files_npy", "files_png"}
     assert all(v["images_per_second"] > 0 for v in pipe["sources"].values())
     assert isinstance(pipe["bottleneck"], bool) and pipe["verdict"]
-    assert len(result["layer_profile"]["rows"]) == 9  # 8 convs + the loss
+    rows = result["layer_profile"]["rows"]
+    assert len(rows) == 9  # 8 convs + the loss
+    for r in rows[:-1]:
+        for fw in ("jax", "torch"):
+            times = [r[f"{fw}_{p}_ms"] for p in ("fwd", "input_grad", "kernel_grad", "fwd_bwd")]
+            assert all(t > 0 for t in times), r
+    assert rows[-1]["layer"].startswith("loss") and rows[-1]["jax_fwd_bwd_ms"] > 0
     md = out.with_suffix(".md").read_text()
     assert "| jax | jit | fp32 | train | 2 | 32 |" in md and "## Ratios" in md and "## Per-layer profile" in md
+    assert "| kernel grad |" in md
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 
