@@ -22,14 +22,15 @@ import jax
 CPU_PIXELS_PER_MICRO_BATCH = 2 * 256 * 256
 
 
-def micro_batch_size(batch: int, pixels_per_sample: int, platform: str | None = None) -> int:
-    """Samples per micro-batch for ``batch`` samples of ``pixels_per_sample`` output pixels;
-    ``batch`` (no splitting) off CPU, with several devices, or when one micro-batch would hold
-    the whole batch."""
+def micro_batch_size(batch: int, per_sample: int, budget: int = CPU_PIXELS_PER_MICRO_BATCH,
+                     platform: str | None = None) -> int:
+    """Samples per micro-batch for ``batch`` samples of ``per_sample`` units (pixels, or
+    elements) each, at most ``budget`` units per micro-batch; ``batch`` (no splitting) off CPU,
+    with several devices, or when one micro-batch would hold the whole batch."""
     platform = platform or jax.default_backend()
     if platform != "cpu" or jax.device_count() > 1:
         return batch
-    return max(1, min(batch, CPU_PIXELS_PER_MICRO_BATCH // max(1, pixels_per_sample)))
+    return max(1, min(batch, budget // max(1, per_sample)))
 
 
 def map_micro_batches(fn: Callable[[jax.Array], Any], x: jax.Array, pixels_per_sample: int) -> Any:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from sar_jax import layers
 from sar_jax.layers import strided_conv, transposed_conv
 
 
@@ -63,3 +64,35 @@ def test_gradients_in_bfloat16_follow_float32():
             assert b.dtype == jnp.float32
             rel = float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a))
             assert rel < 3e-2, (fn.__name__, rel)
+
+
+@pytest.mark.parametrize("kind", ["strided", "transposed"])
+def test_batch_chunked_convolutions_equal_torch(kind, monkeypatch):
+    """With a chunk budget of two samples, a batch of 5 runs as chunks 2 + 2 + 1 (forward, input
+    gradient, and the kernel gradient summed over chunks); all still equal torch."""
+    rng = np.random.default_rng(7)
+    if kind == "strided":
+        x = rng.standard_normal((5, 3, 16, 16)).astype(np.float32)
+        wt = rng.standard_normal((5, 3, 5, 5)).astype(np.float32)  # (out, in, kh, kw)
+        g = rng.standard_normal((5, 5, 8, 8)).astype(np.float32)
+        op = lambda a, b: torch.nn.functional.conv2d(a, b, stride=2, padding=2)
+        fn, kernel, back = strided_conv, wt.transpose(2, 3, 1, 0), (3, 2, 0, 1)
+        per_sample = 16 * 16 * 3
+    else:
+        x = rng.standard_normal((5, 3, 7, 9)).astype(np.float32)
+        wt = rng.standard_normal((3, 6, 5, 5)).astype(np.float32)  # (in, out, kh, kw)
+        g = rng.standard_normal((5, 6, 14, 18)).astype(np.float32)
+        op = lambda a, b: torch.nn.functional.conv_transpose2d(a, b, stride=2, padding=2, output_padding=1)
+        fn, kernel, back = transposed_conv, wt.transpose(2, 3, 0, 1), (2, 3, 0, 1)
+        per_sample = 14 * 18 * 6
+    monkeypatch.setattr(layers, "CPU_CONV_CHUNK_ELEMENTS", 2 * per_sample)
+    assert layers._chunk(jnp.zeros(x.shape[:1] + x.shape[2:] + x.shape[1:2]), g.shape[:1] + g.shape[2:] + g.shape[1:2]) == 2
+    ref = op(torch.from_numpy(x), torch.from_numpy(wt)).numpy()
+    xj = x.transpose(0, 2, 3, 1)
+    out = jax.jit(fn)(xj, kernel)
+    np.testing.assert_allclose(np.asarray(out).transpose(0, 3, 1, 2), ref, atol=2e-5, rtol=1e-5)
+    ref_dx, ref_dw = _torch_grads(op, x, wt, g)
+    loss = lambda a, k: jnp.sum(fn(a, k) * g.transpose(0, 2, 3, 1))
+    dx, dk = jax.jit(jax.grad(loss, argnums=(0, 1)))(xj, kernel)
+    np.testing.assert_allclose(np.asarray(dx).transpose(0, 3, 1, 2), ref_dx, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(dk).transpose(*back), ref_dw, atol=1e-4, rtol=1e-5)

@@ -23,11 +23,11 @@ def close(a, b):
 
 def test_micro_batch_size_rules():
     assert CPU_PIXELS_PER_MICRO_BATCH == 2 * 256 * 256
-    assert micro_batch_size(8, 256 * 256, "cpu") == 2
-    assert micro_batch_size(8, 512 * 512, "cpu") == 1
-    assert micro_batch_size(16, 64 * 64, "cpu") == 16  # small images stay whole
-    assert micro_batch_size(8, 256 * 256, "gpu") == 8
-    assert micro_batch_size(1, 1024 * 1024, "cpu") == 1
+    assert micro_batch_size(8, 256 * 256, platform="cpu") == 2
+    assert micro_batch_size(8, 512 * 512, platform="cpu") == 1
+    assert micro_batch_size(16, 64 * 64, platform="cpu") == 16  # small images stay whole
+    assert micro_batch_size(8, 256 * 256, platform="gpu") == 8
+    assert micro_batch_size(1, 1024 * 1024, platform="cpu") == 1
 
 
 @pytest.fixture(scope="module")
