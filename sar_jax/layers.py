@@ -15,8 +15,9 @@ through YNNPACK fusions; ``benchmarks/layer_profile.py`` reproduces the numbers)
   convolutions, and the kernel gradient of a transposed one is pathological (10-100x slower);
 - a transposed convolution ``T`` is computed exactly from stride-1 convs that produce the four
   output phases (per axis, even outputs take taps 4, 2, 0 at input offsets -1, 0, +1, odd
-  outputs taps 3, 1 at offsets 0, +1): a 3x3 conv for the even output rows and a 2x3 conv for
-  the odd ones, each to 2x the channels (both column phases), then interleaved; with few
+  outputs taps 3, 1 at offsets 0, +1): with >= 128 output channels one conv per phase (3x3,
+  3x2, 2x3, 2x2), else a 3x3 conv for the even output rows and a 2x3 conv for the odd ones,
+  each to 2x the channels (both column phases); then interleaved; with few
   output channels (the decoder's last layer, 64 -> 1) such convs are very slow, and T is one
   matmul to the 25 taps followed by shifted sums instead.
 
@@ -52,6 +53,10 @@ _DN = ("NHWC", "HWIO", "NHWC")
 _OFFSET_TAPS = (((-1, 4), (0, 2), (1, 0)), ((0, 3), (1, 1)))
 # Up to this many output channels a transposed conv is one matmul + shifted sums.
 _FEW_CHANNELS = 4
+# From this many output channels a transposed conv is four exact phase convs (fewer: two convs
+# to 2x the channels): measured with chunks on CPU, 256 -> 128 at 32x32: 39 -> 33 ms, but
+# 128 -> 64 at 64x64: 45 -> 67 ms.
+_PHASE_CONV_MIN_CHANNELS = 128
 #: Activation elements per batch chunk of a convolution on CPU (two 128x128x64 maps).
 CPU_CONV_CHUNK_ELEMENTS = 2 * 128 * 128 * 64
 
@@ -92,8 +97,16 @@ def _transposed(x: jax.Array, k: jax.Array) -> jax.Array:
     n, h, w, c = x.shape
     o = k.shape[-1]
     kk = transposed_conv_kernel(k).reshape(3, 3, c, 2, 2, o)  # (dy, dx, I, row phase, col phase, O)
-    # Even output rows use input rows -1, 0, +1; odd ones only 0, +1: two convs (3x3 and 2x3, each
-    # to both column phases) instead of one 3x3 to all four phases skip 1/6 of the zero taps.
+    # Even outputs use input offsets -1, 0, +1 (3 taps, padding 1 before), odd ones 0, +1 (2 taps).
+    taps, pads = (slice(0, 3), slice(1, 3)), ((1, 1), (0, 1))
+    if o >= _PHASE_CONV_MIN_CHANNELS:
+        # one exact conv per output phase (3x3, 3x2, 2x3, 2x2: no zero taps)
+        phases = [[jax.lax.conv_general_dilated(x, kk[taps[a], taps[b], :, a, b], (1, 1), (pads[a], pads[b]),
+                                                dimension_numbers=_DN) for b in (0, 1)] for a in (0, 1)]
+        y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (N, h, a, w, b, O)
+        return y.reshape(n, 2 * h, 2 * w, o)
+    # narrower: per row phase one conv to both column phases (2O channels; 1/6 zero taps), as
+    # convs to O < 128 channels run far below the machine's speed
     even = jax.lax.conv_general_dilated(x, kk[:, :, :, 0].reshape(3, 3, c, 2 * o), (1, 1), ((1, 1), (1, 1)),
                                         dimension_numbers=_DN)
     odd = jax.lax.conv_general_dilated(x, kk[1:, :, :, 1].reshape(2, 3, c, 2 * o), (1, 1), ((0, 1), (1, 1)),

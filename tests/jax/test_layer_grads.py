@@ -20,7 +20,7 @@ def _torch_grads(op, x, w, g):
 
 
 @pytest.mark.parametrize("size", [(16, 16), (10, 13)])
-@pytest.mark.parametrize("in_channels", [3, 6])  # the input gradient is a T to in_channels outputs
+@pytest.mark.parametrize("in_channels", [3, 6, 128])  # the input gradient is a T to in_channels outputs
 def test_strided_conv_gradients_equal_torch(size, in_channels):
     rng = np.random.default_rng(4)
     h, w = size
@@ -34,7 +34,7 @@ def test_strided_conv_gradients_equal_torch(size, in_channels):
     np.testing.assert_allclose(np.asarray(dk).transpose(3, 2, 0, 1), ref_dw, atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("out_channels", [1, 4, 5])  # <= 4: matmul + shifted sums; else phase conv
+@pytest.mark.parametrize("out_channels", [1, 4, 5, 128])  # <= 4: matmul + shifted sums; < 128: 2 convs; 4
 def test_transposed_conv_values_and_gradients_equal_torch(out_channels):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 3, 7, 9)).astype(np.float32)
