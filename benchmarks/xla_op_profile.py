@@ -27,13 +27,12 @@ from typing import Any, Sequence
 
 
 def _categorize(name: str, shape: str, op: str) -> str:
+    # kernel gradients first: their (I, 5, 5, O) output, also when they run inside a loop body
+    if name.startswith("ynn_fusion") and (re.match(r"(f32|bf16)\[\d+,5,5,\d+\]", shape) or not op):
+        return "conv kernel-grad"
     if name.startswith("ynn_fusion") and "conv" in op:
         backward = "transpose(jvp" in op
         return "conv input-grad" if backward else "conv forward"
-    if name.startswith("ynn_fusion") and re.match(r"f32\[\d+,5,5,\d+\]|bf16\[\d+,5,5,\d+\]", shape):
-        return "conv kernel-grad"
-    if name.startswith("ynn_fusion") and not op:
-        return "conv kernel-grad"
     if "transpose" in name or "copy" in name:
         return "layout copies (transpose/copy)"
     return "other (BN, activations, loss, optimizer)"

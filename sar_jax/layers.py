@@ -88,43 +88,54 @@ def _strided(x: jax.Array, k: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(x, k, (2, 2), ((2, 2), (2, 2)), dimension_numbers=_DN)
 
 
-def _transposed(x: jax.Array, k: jax.Array) -> jax.Array:
-    """T: ``ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1)``, (N, h, w, I) x (5, 5, I, O)
-    -> (N, 2h, 2w, O), as stride-1 convs producing the output phases, interleaved (few output
-    channels: :func:`_transposed_few_outputs`)."""
-    if k.shape[-1] <= _FEW_CHANNELS:
-        return _transposed_few_outputs(x, k)
-    n, h, w, c = x.shape
-    o = k.shape[-1]
+# Per axis, even outputs use input offsets -1, 0, +1 (3 taps, padding 1 before), odd ones 0, +1.
+_PHASE_TAPS, _PHASE_PADS = (slice(0, 3), slice(1, 3)), ((1, 1), (0, 1))
+
+
+def _transposed_weights(k: jax.Array) -> tuple[jax.Array, ...]:
+    """T: ``ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1)`` with a (5, 5, I, O)
+    kernel runs as stride-1 convs producing the output phases, interleaved
+    (:func:`_transposed_apply`); this is its kernel rearranged for them, once, outside any loop
+    over chunks. 1 array: an (I, 25 O) matrix (few outputs); 2: even/odd row-phase kernels to
+    2O channels; 4: one exact kernel per output phase (3x3, 3x2, 2x3, 2x2)."""
+    c, o = k.shape[2:]
+    if o <= _FEW_CHANNELS:
+        return (k.transpose(2, 0, 1, 3).reshape(c, 25 * o),)
     kk = transposed_conv_kernel(k).reshape(3, 3, c, 2, 2, o)  # (dy, dx, I, row phase, col phase, O)
-    # Even outputs use input offsets -1, 0, +1 (3 taps, padding 1 before), odd ones 0, +1 (2 taps).
-    taps, pads = (slice(0, 3), slice(1, 3)), ((1, 1), (0, 1))
     if o >= _PHASE_CONV_MIN_CHANNELS:
-        # one exact conv per output phase (3x3, 3x2, 2x3, 2x2: no zero taps)
-        phases = [[jax.lax.conv_general_dilated(x, kk[taps[a], taps[b], :, a, b], (1, 1), (pads[a], pads[b]),
-                                                dimension_numbers=_DN) for b in (0, 1)] for a in (0, 1)]
-        y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (N, h, a, w, b, O)
-        return y.reshape(n, 2 * h, 2 * w, o)
+        return tuple(kk[_PHASE_TAPS[a], _PHASE_TAPS[b], :, a, b] for a in (0, 1) for b in (0, 1))
     # narrower: per row phase one conv to both column phases (2O channels; 1/6 zero taps), as
     # convs to O < 128 channels run far below the machine's speed
-    even = jax.lax.conv_general_dilated(x, kk[:, :, :, 0].reshape(3, 3, c, 2 * o), (1, 1), ((1, 1), (1, 1)),
-                                        dimension_numbers=_DN)
-    odd = jax.lax.conv_general_dilated(x, kk[1:, :, :, 1].reshape(2, 3, c, 2 * o), (1, 1), ((0, 1), (1, 1)),
-                                       dimension_numbers=_DN)
-    y = jnp.stack([even.reshape(n, h, w, 2, o), odd.reshape(n, h, w, 2, o)], axis=2)  # (N, h, a, w, b, O)
-    return y.reshape(n, 2 * h, 2 * w, o)
+    return kk[:, :, :, 0].reshape(3, 3, c, 2 * o), kk[1:, :, :, 1].reshape(2, 3, c, 2 * o)
 
 
-def _transposed_few_outputs(x: jax.Array, k: jax.Array) -> jax.Array:
+def _transposed_apply(x: jax.Array, w: tuple[jax.Array, ...]) -> jax.Array:
+    """T of ``x`` with :func:`_transposed_weights`' arrays."""
+    if len(w) == 1:
+        return _transposed_few_outputs(x, w[0])
+    n, h, w_, _ = x.shape
+    if len(w) == 4:
+        phases = [[jax.lax.conv_general_dilated(x, w[2 * a + b], (1, 1), (_PHASE_PADS[a], _PHASE_PADS[b]),
+                                                dimension_numbers=_DN) for b in (0, 1)] for a in (0, 1)]
+        y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (N, h, a, w, b, O)
+        return y.reshape(n, 2 * h, 2 * w_, -1)
+    o = w[0].shape[-1] // 2
+    even = jax.lax.conv_general_dilated(x, w[0], (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)
+    odd = jax.lax.conv_general_dilated(x, w[1], (1, 1), ((0, 1), (1, 1)), dimension_numbers=_DN)
+    y = jnp.stack([even.reshape(n, h, w_, 2, o), odd.reshape(n, h, w_, 2, o)], axis=2)  # (N, h, a, w, b, O)
+    return y.reshape(n, 2 * h, 2 * w_, o)
+
+
+def _transposed_few_outputs(x: jax.Array, kmat: jax.Array) -> jax.Array:
     """T for few output channels (the decoder's last layer), where a conv to 4O channels runs
-    at a few % of the machine's speed: one matmul gives every input pixel's contribution to
-    each of the 25 taps, ``P = x @ k`` (N, h, w, 5, 5, O); output phase (a, b) then sums the
-    shifted planes of its taps (per axis, even outputs taps 4, 2, 0 at input offsets -1, 0, +1,
-    odd outputs taps 3, 1 at offsets 0, +1). Sums in float32 whatever the compute dtype."""
+    at a few % of the machine's speed: one matmul with ``kmat`` (I, 25 O) gives every input
+    pixel's contribution to each of the 25 taps, ``P`` (N, h, w, 5, 5, O); output phase (a, b)
+    then sums the shifted planes of its taps (per axis, even outputs taps 4, 2, 0 at input
+    offsets -1, 0, +1, odd outputs taps 3, 1 at offsets 0, +1). Sums in float32 whatever the
+    compute dtype."""
     n, h, w, c = x.shape
-    o = k.shape[-1]
-    p = jnp.dot(x.reshape(-1, c), k.transpose(2, 0, 1, 3).reshape(c, 25 * o),
-                preferred_element_type=jnp.float32).reshape(n, h, w, 5, 5, o)
+    o = kmat.shape[-1] // 25
+    p = jnp.dot(x.reshape(-1, c), kmat, preferred_element_type=jnp.float32).reshape(n, h, w, 5, 5, o)
     p = jnp.pad(p, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
     phases = []
     for a in (0, 1):
@@ -154,12 +165,12 @@ def _chunk(x: jax.Array, y_shape: tuple[int, ...]) -> int:
     return micro_batch_size(x.shape[0], per_sample, CPU_CONV_CHUNK_ELEMENTS)
 
 
-def _per_sample(conv: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array, k: jax.Array,
-                chunk: int) -> jax.Array:
-    """``conv(x, k)`` for a per-sample ``conv``, over chunks of ``chunk`` samples."""
+def _per_sample(conv: Callable[[jax.Array, Any], jax.Array], x: jax.Array, w: Any, chunk: int) -> jax.Array:
+    """``conv(x, w)`` for a per-sample ``conv``, over chunks of ``chunk`` samples (``w``, the
+    prepared weights, is computed once outside the loop)."""
     if chunk >= x.shape[0]:
-        return conv(x, k)
-    return jax.lax.map(lambda xi: conv(xi[None], k)[0], x, batch_size=chunk)
+        return conv(x, w)
+    return jax.lax.map(lambda xi: conv(xi[None], w)[0], x, batch_size=chunk)
 
 
 def _kernel_grad(x: jax.Array, dy: jax.Array, chunk: int, kernel_dtype: Any) -> jax.Array:
@@ -189,7 +200,8 @@ def _strided_chunked(x: jax.Array, k: jax.Array) -> jax.Array:
 
 
 def _transposed_chunked(x: jax.Array, k: jax.Array) -> jax.Array:
-    return _per_sample(_transposed, x, k, _chunk(x, (x.shape[0], 2 * x.shape[1], 2 * x.shape[2], k.shape[-1])))
+    out = (x.shape[0], 2 * x.shape[1], 2 * x.shape[2], k.shape[-1])
+    return _per_sample(_transposed_apply, x, _transposed_weights(k), _chunk(x, out))
 
 
 @jax.custom_vjp
@@ -206,7 +218,8 @@ def _strided_bwd(res, dy):
     x, k = res
     h, w = x.shape[1:3]
     chunk = _chunk(x, dy.shape)
-    dx = _per_sample(_transposed, dy, _swap_io(k), chunk)[:, :h, :w]  # S's adjoint is T (cropped for odd sizes)
+    # S's adjoint is T (cropped for odd sizes)
+    dx = _per_sample(_transposed_apply, dy, _transposed_weights(_swap_io(k)), chunk)[:, :h, :w]
     return dx.astype(x.dtype), _kernel_grad(x, dy, chunk, k.dtype)
 
 

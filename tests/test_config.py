@@ -102,7 +102,7 @@ def test_malformed_set_is_rejected(item):
 ])
 def test_unknown_names_are_rejected_with_a_suggestion(item, typo, suggestion):
     msg = _error(item)
-    assert f"unknown" in msg and typo in msg
+    assert "unknown" in msg and typo in msg
     assert f"did you mean '{suggestion}'" in msg
 
 
