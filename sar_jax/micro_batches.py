@@ -9,7 +9,8 @@ Measured on the 2-core CPU, baseline model, eval mode: batch 8 at 256x256 200 ->
 batch 32 989 -> 635 ms, batch 8 at 512x512 984 -> 679 ms (outputs bitwise identical); small
 images gain nothing (quickstart's 64x64: 3.7 -> 4.0 ms), so they stay whole. GPUs want the
 whole batch, and a batch sharded over several devices must not be re-split, so other
-platforms and multi-device runs always get the whole batch.
+platforms and multi-device runs always get the whole batch. The same rule, with a budget in
+activation elements, sizes the batch chunks of each convolution in :mod:`sar_jax.layers`.
 """
 
 from __future__ import annotations
