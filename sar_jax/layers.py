@@ -45,7 +45,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sar_jax.micro_batches import micro_batch_size
+from sar_jax.micro_batches import map_in_chunks, micro_batch_size
 
 Dtype = Any
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -73,14 +73,14 @@ def kaiming_normal(negative_slope: float, fan_axis: int) -> Callable:
 
 
 def transposed_conv_kernel(kernel: jax.Array) -> jax.Array:
-    """(5, 5, I, O) transposed-conv kernel -> (3, 3, I, 4O) phase kernel (phase-major outputs)."""
-    i, o = kernel.shape[2:]
+    """(5, 5, I, O) transposed-conv kernel -> (3, 3, I, 2, 2, O) phase kernels: input offset
+    (dy, dx), I, output row phase, column phase, O."""
     k = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
     # per axis, phase 0 takes taps 4, 2, 0 and phase 1 taps 5 (zero), 3, 1: static reversed
     # strided slices (an XLA gather here cost ~6 ms per layer and step)
     k = jnp.stack([k[4::-2], k[5::-2]])  # (a, dy, 6, I, O)
     k = jnp.stack([k[:, :, 4::-2], k[:, :, 5::-2]], axis=2)  # (a, dy, b, dx, I, O)
-    return k.transpose(1, 3, 4, 0, 2, 5).reshape(3, 3, i, 4 * o)
+    return k.transpose(1, 3, 4, 0, 2, 5)
 
 
 def _strided(x: jax.Array, k: jax.Array) -> jax.Array:
@@ -101,7 +101,7 @@ def _transposed_weights(k: jax.Array) -> tuple[jax.Array, ...]:
     c, o = k.shape[2:]
     if o <= _FEW_CHANNELS:
         return (k.transpose(2, 0, 1, 3).reshape(c, 25 * o),)
-    kk = transposed_conv_kernel(k).reshape(3, 3, c, 2, 2, o)  # (dy, dx, I, row phase, col phase, O)
+    kk = transposed_conv_kernel(k)  # (dy, dx, I, row phase, col phase, O)
     if o >= _PHASE_CONV_MIN_CHANNELS:
         return tuple(kk[_PHASE_TAPS[a], _PHASE_TAPS[b], :, a, b] for a in (0, 1) for b in (0, 1))
     # narrower: per row phase one conv to both column phases (2O channels; 1/6 zero taps), as
@@ -109,21 +109,21 @@ def _transposed_weights(k: jax.Array) -> tuple[jax.Array, ...]:
     return kk[:, :, :, 0].reshape(3, 3, c, 2 * o), kk[1:, :, :, 1].reshape(2, 3, c, 2 * o)
 
 
-def _transposed_apply(x: jax.Array, w: tuple[jax.Array, ...]) -> jax.Array:
+def _transposed_apply(x: jax.Array, kernels: tuple[jax.Array, ...]) -> jax.Array:
     """T of ``x`` with :func:`_transposed_weights`' arrays."""
-    if len(w) == 1:
-        return _transposed_few_outputs(x, w[0])
-    n, h, w_, _ = x.shape
-    if len(w) == 4:
-        phases = [[jax.lax.conv_general_dilated(x, w[2 * a + b], (1, 1), (_PHASE_PADS[a], _PHASE_PADS[b]),
+    if len(kernels) == 1:
+        return _transposed_few_outputs(x, kernels[0])
+    n, h, w, _ = x.shape
+    if len(kernels) == 4:
+        phases = [[jax.lax.conv_general_dilated(x, kernels[2 * a + b], (1, 1), (_PHASE_PADS[a], _PHASE_PADS[b]),
                                                 dimension_numbers=_DN) for b in (0, 1)] for a in (0, 1)]
         y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (N, h, a, w, b, O)
-        return y.reshape(n, 2 * h, 2 * w_, -1)
-    o = w[0].shape[-1] // 2
-    even = jax.lax.conv_general_dilated(x, w[0], (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)
-    odd = jax.lax.conv_general_dilated(x, w[1], (1, 1), ((0, 1), (1, 1)), dimension_numbers=_DN)
-    y = jnp.stack([even.reshape(n, h, w_, 2, o), odd.reshape(n, h, w_, 2, o)], axis=2)  # (N, h, a, w, b, O)
-    return y.reshape(n, 2 * h, 2 * w_, o)
+        return y.reshape(n, 2 * h, 2 * w, -1)
+    o = kernels[0].shape[-1] // 2
+    even = jax.lax.conv_general_dilated(x, kernels[0], (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)
+    odd = jax.lax.conv_general_dilated(x, kernels[1], (1, 1), ((0, 1), (1, 1)), dimension_numbers=_DN)
+    y = jnp.stack([even.reshape(n, h, w, 2, o), odd.reshape(n, h, w, 2, o)], axis=2)  # (N, h, a, w, b, O)
+    return y.reshape(n, 2 * h, 2 * w, o)
 
 
 def _transposed_few_outputs(x: jax.Array, kmat: jax.Array) -> jax.Array:
@@ -165,14 +165,6 @@ def _chunk(x: jax.Array, y_shape: tuple[int, ...]) -> int:
     return micro_batch_size(x.shape[0], per_sample, CPU_CONV_CHUNK_ELEMENTS)
 
 
-def _per_sample(conv: Callable[[jax.Array, Any], jax.Array], x: jax.Array, w: Any, chunk: int) -> jax.Array:
-    """``conv(x, w)`` for a per-sample ``conv``, over chunks of ``chunk`` samples (``w``, the
-    prepared weights, is computed once outside the loop)."""
-    if chunk >= x.shape[0]:
-        return conv(x, w)
-    return jax.lax.map(lambda xi: conv(xi[None], w)[0], x, batch_size=chunk)
-
-
 def _kernel_grad(x: jax.Array, dy: jax.Array, chunk: int, kernel_dtype: Any) -> jax.Array:
     """:func:`_strided_kernel_grad` summed (in float32) over chunks of ``chunk`` samples."""
     n = x.shape[0]
@@ -196,12 +188,13 @@ def _swap_io(k: jax.Array) -> jax.Array:
 
 def _strided_chunked(x: jax.Array, k: jax.Array) -> jax.Array:
     out = (x.shape[0], -(-x.shape[1] // 2), -(-x.shape[2] // 2), k.shape[-1])
-    return _per_sample(_strided, x, k, _chunk(x, out))
+    return map_in_chunks(lambda b: _strided(b, k), x, _chunk(x, out))
 
 
 def _transposed_chunked(x: jax.Array, k: jax.Array) -> jax.Array:
     out = (x.shape[0], 2 * x.shape[1], 2 * x.shape[2], k.shape[-1])
-    return _per_sample(_transposed_apply, x, _transposed_weights(k), _chunk(x, out))
+    kernels = _transposed_weights(k)  # once, outside the loop over chunks
+    return map_in_chunks(lambda b: _transposed_apply(b, kernels), x, _chunk(x, out))
 
 
 @jax.custom_vjp
@@ -219,7 +212,8 @@ def _strided_bwd(res, dy):
     h, w = x.shape[1:3]
     chunk = _chunk(x, dy.shape)
     # S's adjoint is T (cropped for odd sizes)
-    dx = _per_sample(_transposed_apply, dy, _transposed_weights(_swap_io(k)), chunk)[:, :h, :w]
+    kernels = _transposed_weights(_swap_io(k))
+    dx = map_in_chunks(lambda b: _transposed_apply(b, kernels), dy, chunk)[:, :h, :w]
     return dx.astype(x.dtype), _kernel_grad(x, dy, chunk, k.dtype)
 
 
@@ -240,7 +234,8 @@ def _transposed_fwd(x, k):
 def _transposed_bwd(res, dy):
     x, k = res
     chunk = _chunk(x, dy.shape)
-    dx = _per_sample(_strided, dy, _swap_io(k), chunk)  # T's adjoint is S
+    k_adjoint = _swap_io(k)
+    dx = map_in_chunks(lambda b: _strided(b, k_adjoint), dy, chunk)  # T's adjoint is S
     return dx.astype(x.dtype), _swap_io(_kernel_grad(dy, x, chunk, k.dtype))
 
 

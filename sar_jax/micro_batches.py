@@ -34,11 +34,15 @@ def micro_batch_size(batch: int, per_sample: int, budget: int = CPU_PIXELS_PER_M
     return max(1, min(batch, budget // max(1, per_sample)))
 
 
-def map_micro_batches(fn: Callable[[jax.Array], Any], x: jax.Array, pixels_per_sample: int) -> Any:
-    """``fn(x)`` for a per-sample ``fn`` (batch-leading input and outputs), computed in
-    micro-batches (:func:`micro_batch_size`); call it inside ``jax.jit``."""
-    micro = micro_batch_size(x.shape[0], pixels_per_sample)
-    if micro >= x.shape[0]:
+def map_in_chunks(fn: Callable[[jax.Array], Any], x: jax.Array, chunk: int) -> Any:
+    """``fn(x)`` for a per-sample ``fn`` (batch-leading input and outputs), computed over chunks
+    of ``chunk`` samples (the whole batch at once if ``chunk`` covers it); inside ``jax.jit``."""
+    if chunk >= x.shape[0]:
         return fn(x)
-    # lax.map vmaps its function over each micro-batch; fn sees a batch of one per sample
-    return jax.lax.map(lambda xi: jax.tree.map(lambda a: a[0], fn(xi[None])), x, batch_size=micro)
+    # lax.map vmaps its function over each chunk; fn sees a batch of one per sample
+    return jax.lax.map(lambda xi: jax.tree.map(lambda a: a[0], fn(xi[None])), x, batch_size=chunk)
+
+
+def map_micro_batches(fn: Callable[[jax.Array], Any], x: jax.Array, pixels_per_sample: int) -> Any:
+    """``fn(x)`` for a per-sample ``fn``, computed in micro-batches (:func:`micro_batch_size`)."""
+    return map_in_chunks(fn, x, micro_batch_size(x.shape[0], pixels_per_sample))
