@@ -5,7 +5,7 @@ synchronous step (the result is waited for): ``train`` (forward, loss, backward,
 and ``infer`` (eval-mode reconstruction). Same model config, loss
 (``mse_weight * MSE + ssim_weight * (1 - SSIM)``), optimizer (global-norm clip, Adam) and data.
 
-- JAX: :func:`sar_jax.train_state.compile_steps` (``train_step``, ``predict``), compiled
+- JAX: :func:`sar_jax.training.state.compile_steps` (``train_step``, ``predict``), compiled
   ahead of time with ``.lower(...).compile()`` so the compile time is measured on its own.
   ``bf16`` is the model's compute dtype (``SARAutoencoder(dtype=bfloat16)``): parameters,
   BatchNorm statistics, optimizer and loss stay float32.
@@ -17,8 +17,9 @@ and ``infer`` (eval-mode reconstruction). Same model config, loss
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -80,8 +81,8 @@ def _build_jax(c: Contender, config: dict[str, Any], batch: np.ndarray) -> Prepa
     import jax
     import jax.numpy as jnp
 
-    from sar_jax.models import SARAutoencoder
-    from sar_jax.train_state import compile_steps, create_train_state
+    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.training.state import compile_steps, create_train_state
 
     dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16}[c.precision]
     model = SARAutoencoder.from_config(config["model"], dtype=dtype)

@@ -4,7 +4,7 @@ For every conv layer at its real shape (batch B, image S), fp32: the forward, th
 gradient and the kernel gradient each alone, and forward + backward (both gradients of
 ``sum(y * g)``), the two frameworks alternated in one process; plus the loss (MSE + SSIM)
 forward and forward + backward on a batch. JAX runs the project's layers
-(:mod:`sar_jax.layers`), PyTorch ``aten.convolution`` / ``aten.convolution_backward`` (what
+(:mod:`sar_jax.nn.layers`), PyTorch ``aten.convolution`` / ``aten.convolution_backward`` (what
 ``F.conv2d`` / ``F.conv_transpose2d`` and their autograd call). The input gradient of the first
 encoder layer is timed here although the model does not need it.
 """
@@ -12,7 +12,8 @@ encoder layer is timed here although the model does not need it.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,8 @@ def profile_layers(config: dict[str, Any], batch_size: int, image_size: int, rep
     import jax.numpy as jnp
     import torch
 
-    from sar_jax.layers import StridedConv, TransposedConv
-    from sar_jax.losses import combined_loss
+    from sar_jax.nn.layers import StridedConv, TransposedConv
+    from sar_jax.training.losses import combined_loss
     from sar_torch_ref.losses.combined import CombinedLoss
 
     dev = torch.device("cuda" if device == "gpu" else "cpu")

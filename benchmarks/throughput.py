@@ -23,8 +23,9 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ class RssSampler:
         self._stop = threading.Event()
         self.peak = 0
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self.peak = self._proc.memory_info().rss
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -312,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.contenders import ALL_CONTENDERS
     from benchmarks.flops import conv_layers, forward_flops, train_flops
     from benchmarks.report import write_markdown, write_plot
-    from sar_jax.config import load_config
+    from sar_jax.core.config import load_config
 
     config = load_config(args.config, args.overrides)[0]
     notes: list[str] = []

@@ -23,7 +23,8 @@ import resource
 import sys
 import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def _categorize(name: str, shape: str, op: str) -> str:
@@ -57,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from sar_jax.config import load_config
-    from sar_jax.models import SARAutoencoder
-    from sar_jax.train_state import compile_steps, create_train_state
+    from sar_jax.core.config import load_config
+    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.training.state import compile_steps, create_train_state
 
     cfg = load_config(args.config)[0]
     model = SARAutoencoder.from_config(cfg["model"])

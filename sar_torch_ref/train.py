@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from sar_jax.cli import add_train_args, run_main
-from sar_jax.config import load_config, resolve_config_path
-from sar_jax.errors import SarJaxError
-from sar_jax.rundir import default_run_dir
+from sar_jax.core.cli import add_train_args, run_main
+from sar_jax.core.config import load_config, resolve_config_path
+from sar_jax.core.errors import SarJaxError
+from sar_jax.core.rundir import default_run_dir
 
 #: ``args.resume`` for a bare ``--resume`` (no value).
 LATEST = True
@@ -78,8 +78,8 @@ def resolve_resume(value: str | bool, config: str, out: str | None) -> tuple[Pat
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, train, return 0. Raises SarJaxError on bad input."""
+    from sar_jax.core.config import resume_config
     from sar_torch_ref.training.checkpoint import load_checkpoint
-    from sar_jax.config import resume_config
     from sar_torch_ref.training.trainer import train_and_evaluate
 
     args = setup_args().parse_args(argv)

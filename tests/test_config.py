@@ -7,10 +7,16 @@ import warnings
 
 import pytest
 
-from sar_jax.cli import run_main
-from sar_jax.config import (CONFIG_DIR, SCHEMA, config_from_dict, default_config, load_config,
-                            validate)
-from sar_jax.errors import SarJaxError
+from sar_jax.core.cli import run_main
+from sar_jax.core.config import (
+    CONFIG_DIR,
+    SCHEMA,
+    config_from_dict,
+    default_config,
+    load_config,
+    validate,
+)
+from sar_jax.core.errors import SarJaxError
 
 SECTIONS = {"model", "loss", "train", "data", "logging"}
 

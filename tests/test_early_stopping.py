@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sar_jax.early_stopping import EarlyStopping
+from sar_jax.core.early_stopping import EarlyStopping
 
 
 def _run(patience, values):

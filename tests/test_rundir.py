@@ -8,10 +8,17 @@ import re
 import numpy as np
 import pytest
 
-from sar_jax.config import default_config
-from sar_jax.errors import SarJaxError
-from sar_jax.rundir import (LOG_KEYS, append_log, default_run_dir, prepare_run_dir, read_log,
-                            truncate_log, write_json_atomic)
+from sar_jax.core.config import default_config
+from sar_jax.core.errors import SarJaxError
+from sar_jax.core.rundir import (
+    LOG_KEYS,
+    append_log,
+    default_run_dir,
+    prepare_run_dir,
+    read_log,
+    truncate_log,
+    write_json_atomic,
+)
 
 
 def _record(epoch, **extra):

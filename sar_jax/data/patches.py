@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
 SPLITS = ("train", "val", "test")
 

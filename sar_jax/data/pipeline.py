@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from sar_jax.core.errors import SarJaxError
 from sar_jax.data.batching import BatchIterator
 from sar_jax.data.patches import SPLITS, extract_patches, split_regions
 from sar_jax.data.preprocess import fit_preprocessing, normalize
 from sar_jax.data.readers import list_sar_files, read_sar
 from sar_jax.data.synthetic import synthetic_scenes
-from sar_jax.errors import SarJaxError
 
 
 @dataclass

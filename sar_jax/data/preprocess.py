@@ -6,11 +6,12 @@ is the exact inverse of :func:`normalize` (for values inside [vmin, vmax]).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
 _MAX_FIT_SAMPLES = 4_000_000
 _DB_FACTOR = {"intensity": 10.0, "amplitude": 20.0}

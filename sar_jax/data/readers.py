@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
 NPY_EXTENSIONS = (".npy",)

@@ -34,7 +34,7 @@ class CombinedLoss(nn.Module):
         self.ssim = make_ssim(self.window, channels)
 
     @classmethod
-    def from_config(cls, config: dict) -> "CombinedLoss":
+    def from_config(cls, config: dict) -> CombinedLoss:
         """Build from a full config (``loss`` section, ``model.in_channels``)."""
         loss_cfg = config["loss"]
         return cls(loss_cfg["mse_weight"], loss_cfg["ssim_weight"], loss_cfg["ssim_window"],

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 import sar_jax
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "best_val_loss", "early_stopping",
                  "config", "preprocessing_params", "versions")

@@ -24,14 +24,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sar_jax.config import RESUME_OVERRIDABLE, config_from_dict
+from sar_jax.core import tb
+from sar_jax.core.config import RESUME_OVERRIDABLE, config_from_dict
+from sar_jax.core.early_stopping import EarlyStopping
+from sar_jax.core.errors import SarJaxError
+from sar_jax.core.rundir import (
+    append_log,
+    prepare_run_dir,
+    truncate_log,
+    write_json_atomic,
+)
+from sar_jax.core.visualize import save_reconstructions_png
 from sar_jax.data.batching import BatchIterator
 from sar_jax.data.pipeline import build_datasets, make_loaders
-from sar_jax.early_stopping import EarlyStopping
-from sar_jax.errors import SarJaxError
-from sar_jax.rundir import append_log, prepare_run_dir, truncate_log, write_json_atomic
-from sar_jax import tb
-from sar_jax.visualize import save_reconstructions_png
 from sar_torch_ref.evaluation.metrics import per_image_metrics
 from sar_torch_ref.losses.combined import CombinedLoss
 from sar_torch_ref.models.autoencoder import SARAutoencoder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.flops import conv_layers, forward_flops, peak_tflops, train_flops
-from sar_jax.config import load_config
+from sar_jax.core.config import load_config
 
 
 def test_baseline_forward_is_6_92_gflop_per_256_image():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches, split_by_scene, split_regions
 from sar_jax.data.readers import list_sar_files, read_sar
-from sar_jax.errors import SarJaxError
 
 
 def test_extract_patches_counts_and_content():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sar_jax.config import load_config
+from sar_jax.core.config import load_config
+from sar_jax.core.errors import SarJaxError
 from sar_jax.data.pipeline import build_datasets, make_loaders
-from sar_jax.errors import SarJaxError
 
 TINY = ["data.num_scenes=5", "data.scene_size=64", "data.patch_size=32", "data.stride=null",
         "train.batch_size=2", "train.seed=1", "data.prefetch=0"]

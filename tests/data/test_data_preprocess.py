@@ -5,12 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sar_jax.config import default_config, validate
+from sar_jax.core.config import default_config, validate
+from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import split_regions
 from sar_jax.data.pipeline import build_datasets
-from sar_jax.data.preprocess import denormalize, fit_preprocessing, from_log, normalize, to_log
+from sar_jax.data.preprocess import (
+    denormalize,
+    fit_preprocessing,
+    from_log,
+    normalize,
+    to_log,
+)
 from sar_jax.data.synthetic import synthetic_scenes
-from sar_jax.errors import SarJaxError
 
 
 def test_db_conversion_and_round_trip():

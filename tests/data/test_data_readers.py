@@ -9,8 +9,8 @@ import pytest
 import tifffile
 from PIL import Image
 
+from sar_jax.core.errors import SarJaxError
 from sar_jax.data.readers import list_sar_files, read_sar
-from sar_jax.errors import SarJaxError
 
 H, W = 24, 40
 

@@ -23,10 +23,10 @@ def main() -> None:
     import jax
     import numpy as np
 
-    from sar_jax import distributed
-    from sar_jax.config import load_config
-    from sar_jax.models import SARAutoencoder
-    from sar_jax.train_state import compile_steps, create_train_state
+    from sar_jax.core.config import load_config
+    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.training import distributed
+    from sar_jax.training.state import compile_steps, create_train_state
 
     if args.coordinator:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)

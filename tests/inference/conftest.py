@@ -74,7 +74,7 @@ def log8_run(_trainings) -> Path:
 
 @pytest.fixture(scope="session")
 def intensity_loaded(intensity_run):
-    from sar_jax.inference import load_run
+    from sar_jax.inference.run import load_run
 
     return load_run(intensity_run)
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from sar_jax import evaluate
-from sar_jax.cli import run_main
+from sar_jax.core.cli import run_main
+from sar_jax.inference import evaluate
 
 ROW_KEYS = {"name", "source", "mse", "psnr", "ssim", "ms_ssim", "enl_input", "enl_recon", "enl_ratio",
             "mean_ratio", "compression_ratio"}
@@ -76,7 +76,7 @@ def test_real_scene_with_ms_ssim_and_torch_agreement(log8_run, real_dir, tmp_pat
 
 
 def test_data_uses_the_checkpoint_preprocessing(intensity_run, tmp_path):
-    from sar_jax.checkpointing import read_metadata
+    from sar_jax.training.checkpointing import read_metadata
 
     rng = np.random.default_rng(0)
     np.save(tmp_path / "scene.npy", (10.0 * rng.gamma(4, 0.25, (64, 96))).astype(np.float32))

@@ -7,8 +7,8 @@ import pytest
 import pytorch_msssim
 import torch
 
-from sar_jax import inference
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
+from sar_jax.inference import run as inference
 
 
 @pytest.mark.parametrize("shape", [(3, 64, 64, 1), (2, 200, 170, 1), (2, 185, 165, 1)])

@@ -12,11 +12,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from sar_jax import reconstruct
-from sar_jax.cli import run_main
+from sar_jax.core.cli import run_main
 from sar_jax.data.preprocess import normalize
 from sar_jax.data.synthetic import synthetic_scenes
-from sar_jax.tiling import TileGrid
+from sar_jax.inference import reconstruct
+from sar_jax.inference.tiling import TileGrid
 
 GEO_EXTRATAGS = [(33550, "d", 3, (10.0, 10.0, 0.0), True),
                  (33922, "d", 6, (0.0, 0.0, 0.0, 500000.0, 4000000.0, 0.0), True),
@@ -36,7 +36,7 @@ def _run(args):
 
 
 def _params(run_dir, mode=None):
-    from sar_jax.checkpointing import read_metadata
+    from sar_jax.training.checkpointing import read_metadata
 
     p = read_metadata(run_dir)["preprocessing_params"]
     return dict(p, mode=mode or p["mode"])
@@ -171,7 +171,7 @@ def test_real_scenes_reconstruct_without_seams(log8_run, real_dir, tmp_path):
 MEMORY_SCRIPT = textwrap.dedent("""
     import json, resource, sys
     import numpy as np
-    from sar_jax import reconstruct
+    from sar_jax.inference import reconstruct
     run, big, small, out = sys.argv[1:5]
     kw = dict(tile=256, overlap=32, batch_size=64, progress=False)
     reconstruct.reconstruct_scene(run, small, out + ".small.npy", **kw)   # compile and warm up

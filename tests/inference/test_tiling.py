@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sar_jax.errors import SarJaxError
-from sar_jax.tiling import Blender, TileGrid, batched_apply, blend_window, check_tiling, input_tiles, reflect_index
+from sar_jax.core.errors import SarJaxError
+from sar_jax.inference.tiling import (
+    Blender,
+    TileGrid,
+    batched_apply,
+    blend_window,
+    check_tiling,
+    input_tiles,
+    reflect_index,
+)
 
 
 def _identity_blend(img: np.ndarray, tile: int, overlap: int, batch: int = 5) -> tuple[np.ndarray, TileGrid]:

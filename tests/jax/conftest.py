@@ -23,6 +23,6 @@ def tiny_args():
 @pytest.fixture
 def tiny_config():
     """The tiny config as a dict."""
-    from sar_jax.config import load_config
+    from sar_jax.core.config import load_config
 
     return load_config("quickstart", TINY_OVERRIDES)[0]

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sar_jax.models import SARAutoencoder, init_variables
-from sar_jax.train import compute_dtype
-from sar_jax.train_state import compile_steps, create_train_state
+from sar_jax.nn.models import SARAutoencoder, init_variables
+from sar_jax.training.loop import compute_dtype
+from sar_jax.training.state import compile_steps, create_train_state
 
 
 def _bf16_config(tiny_config):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sar_jax import layers
-from sar_jax.layers import strided_conv, transposed_conv
+from sar_jax.nn import layers
+from sar_jax.nn.layers import strided_conv, transposed_conv
 
 
 def _torch_grads(op, x, w, g):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from pytorch_msssim import ssim as torch_ssim
 
-from sar_jax.losses import combined_loss, per_image_metrics, psnr, ssim
+from sar_jax.training.losses import combined_loss, per_image_metrics, psnr, ssim
 
 
 @pytest.fixture

@@ -8,12 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sar_jax import inference
-from sar_jax.config import load_config
-from sar_jax.losses import per_image_metrics
-from sar_jax.micro_batches import CPU_PIXELS_PER_MICRO_BATCH, map_micro_batches, micro_batch_size
-from sar_jax.models import SARAutoencoder
-from sar_jax.train_state import compile_steps, create_train_state
+from sar_jax.core.config import load_config
+from sar_jax.inference import run as inference
+from sar_jax.nn.models import SARAutoencoder
+from sar_jax.ops.micro_batches import (
+    CPU_PIXELS_PER_MICRO_BATCH,
+    map_micro_batches,
+    micro_batch_size,
+)
+from sar_jax.training.losses import per_image_metrics
+from sar_jax.training.state import compile_steps, create_train_state
 
 
 def close(a, b):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from sar_jax.config import load_config
-from sar_jax.layers import BatchNorm, StridedConv, TransposedConv
-from sar_jax.models import SARAutoencoder, init_variables
+from sar_jax.core.config import load_config
+from sar_jax.nn.layers import BatchNorm, StridedConv, TransposedConv
+from sar_jax.nn.models import SARAutoencoder, init_variables
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from pytorch_msssim import ssim as torch_ssim
 
-import sar_jax.losses as losses
+from sar_jax.training import losses
 
 
 def _pair(shape, seed):

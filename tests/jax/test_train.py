@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sar_jax import checkpointing, train
-from sar_jax.errors import SarJaxError
-from sar_jax.models import SARAutoencoder
-from sar_jax.rundir import LOG_KEYS, read_log
-from sar_jax.train_state import compile_steps, create_train_state
+from sar_jax.core.errors import SarJaxError
+from sar_jax.core.rundir import LOG_KEYS, read_log
+from sar_jax.nn.models import SARAutoencoder
+from sar_jax.training import checkpointing
+from sar_jax.training import loop as train
+from sar_jax.training.state import compile_steps, create_train_state
 
 
 def test_train_steps_lower_the_loss_on_a_fixed_batch(tiny_config):

@@ -9,14 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from sar_jax import checkpointing
-from sar_jax.cli import run_main
-from sar_jax.config import default_config, load_config
-from sar_jax.convert import TABLE, flax_to_torch, main, num_batches_tracked, torch_to_flax
-from sar_jax.errors import SarJaxError
-from sar_jax.models import SARAutoencoder, init_variables
-from sar_jax.parity_checks import model_config, torch_model
-from sar_jax.train_state import create_train_state
+from sar_jax.core.cli import run_main
+from sar_jax.core.config import default_config, load_config
+from sar_jax.core.errors import SarJaxError
+from sar_jax.nn.models import SARAutoencoder, init_variables
+from sar_jax.parity.checks import model_config, torch_model
+from sar_jax.parity.convert import (
+    TABLE,
+    flax_to_torch,
+    main,
+    num_batches_tracked,
+    torch_to_flax,
+)
+from sar_jax.training import checkpointing
+from sar_jax.training.state import create_train_state
 from sar_torch_ref.models import SARAutoencoder as TorchAutoencoder
 from sar_torch_ref.training.checkpoint import load_checkpoint, save_checkpoint, versions
 

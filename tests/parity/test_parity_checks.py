@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sar_jax import parity_checks as pc
+from sar_jax.parity import checks as pc
 
 
 def test_forward_full_baseline_256(check_rows):
@@ -51,7 +51,7 @@ def test_plateau_off_by_one_is_documented_and_real():
     import jax.numpy as jnp
     from optax import contrib
 
-    from sar_jax.train_state import make_plateau
+    from sar_jax.training.state import make_plateau
 
     assert "patience + 1" in make_plateau.__doc__ and "off-by-one" in pc.__doc__
     losses = [1.0, 1.0, 1.0, 1.0, 1.0]

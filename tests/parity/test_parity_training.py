@@ -7,10 +7,10 @@ import json
 
 import torch
 
-from sar_jax import convert
-from sar_jax import parity_checks as pc
-from sar_jax import train as jax_train
-from sar_jax.rundir import read_log
+from sar_jax.core.rundir import read_log
+from sar_jax.parity import checks as pc
+from sar_jax.parity import convert
+from sar_jax.training import loop as jax_train
 
 
 def test_checkpoint_round_trip_through_the_cli(tmp_path, check_rows):

@@ -12,8 +12,8 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sar_jax.core.errors import SarJaxError
 from sar_jax.data.readers import SarImage, read_sar
-from sar_jax.errors import SarJaxError
 
 FUZZ = settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 

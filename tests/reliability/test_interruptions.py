@@ -14,12 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sar_jax import checkpointing, train
-from sar_jax.config import load_config
+from sar_jax.core.config import load_config
+from sar_jax.core.errors import SarJaxError
 from sar_jax.data.pipeline import build_datasets
-from sar_jax.errors import SarJaxError
-from sar_jax.models import SARAutoencoder
-from sar_jax.train_state import create_train_state
+from sar_jax.nn.models import SARAutoencoder
+from sar_jax.training import checkpointing
+from sar_jax.training import loop as train
+from sar_jax.training.state import create_train_state
 
 TIMING_KEYS = {"epoch_seconds", "train_images_per_second"}
 

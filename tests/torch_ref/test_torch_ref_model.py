@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sar_jax.config import default_config
+from sar_jax.core.config import default_config
 from sar_torch_ref.models import SARAutoencoder
 
 BASELINE = default_config()["model"]  # = configs/baseline.json's model section

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from sar_jax.core.errors import SarJaxError
+from sar_jax.core.rundir import LOG_KEYS, read_log
 from sar_jax.data.batching import BatchIterator
-from sar_jax.errors import SarJaxError
-from sar_jax.rundir import LOG_KEYS, read_log
 from sar_torch_ref.evaluation import per_image_metrics
 from sar_torch_ref.models import SARAutoencoder
 from sar_torch_ref.train import latest_run_dir, main, resolve_resume, run_main

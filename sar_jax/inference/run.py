@@ -14,19 +14,20 @@ The tests compare it with pytorch-msssim.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sar_jax import checkpointing
-from sar_jax.config import config_from_dict
-from sar_jax.errors import SarJaxError
-from sar_jax.micro_batches import map_micro_batches
-from sar_jax.models import SARAutoencoder
+from sar_jax.core.config import config_from_dict
+from sar_jax.core.errors import SarJaxError
+from sar_jax.nn.models import SARAutoencoder
+from sar_jax.ops.micro_batches import map_micro_batches
+from sar_jax.training import checkpointing
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 LATENT_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -54,7 +55,7 @@ class LoadedRun:
 def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
     """Restore the ``best`` (or ``latest``) checkpoint of a sar_jax run directory, with the
     config and preprocessing_params it was trained with. Always float32 compute."""
-    from sar_jax.train_state import create_train_state
+    from sar_jax.training.state import create_train_state
 
     path = Path(run_dir)
     if not path.exists():
@@ -79,9 +80,9 @@ def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
 # --------------------------------------------------------------------------- jitted model calls
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(model: SARAutoencoder) -> dict[str, Callable]:
-    # eval mode is per sample, so each runs in micro-batches on CPU (sar_jax.micro_batches)
+    # eval mode is per sample, so each runs in micro-batches on CPU (sar_jax.ops.micro_batches)
     def encode(variables, x):
         return map_micro_batches(
             lambda b: model.apply(variables, b, train=False, method=SARAutoencoder.encode),

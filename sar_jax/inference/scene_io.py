@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from sar_jax.core.errors import SarJaxError
 from sar_jax.data.readers import SUPPORTED_EXTENSIONS, TIFF_EXTENSIONS, read_sar
-from sar_jax.errors import SarJaxError
 
 OUTPUT_EXTENSIONS = (".tif", ".tiff", ".npy", ".png")
 #: GeoTIFF and GDAL tags passed through from input to output.

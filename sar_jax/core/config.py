@@ -12,12 +12,13 @@ import difflib
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 Check = Callable[[Any], "str | None"]  # returns a description of what was expected, or None
 

@@ -19,12 +19,13 @@ does not grow with the scene's height.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
 MIN_WEIGHT = 1e-3
 
@@ -71,7 +72,7 @@ class TileGrid:
     padded_w: int
 
     @classmethod
-    def create(cls, height: int, width: int, tile: int = 256, overlap: int = 32) -> "TileGrid":
+    def create(cls, height: int, width: int, tile: int = 256, overlap: int = 32) -> TileGrid:
         check_tiling(tile, overlap)
         if height < 1 or width < 1:
             raise SarJaxError(f"empty scene ({height} x {width})")
@@ -96,7 +97,7 @@ class TileGrid:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TileGrid":
+    def from_dict(cls, d: dict[str, Any]) -> TileGrid:
         grid = cls.create(int(d["height"]), int(d["width"]), int(d["tile"]), int(d["overlap"]))
         if grid.to_dict() != {k: int(v) for k, v in d.items() if k in grid.to_dict()}:
             raise SarJaxError("latent file: its tiling metadata is inconsistent")

@@ -16,7 +16,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
 
 def library_versions() -> dict[str, str]:

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sar_jax.layers import BatchNorm, StridedConv, TransposedConv
+from sar_jax.nn.layers import BatchNorm, StridedConv, TransposedConv
 
 Dtype = Any
 
@@ -115,7 +115,7 @@ class SARAutoencoder(nn.Module):
         return self.decoder(z, train)
 
     @classmethod
-    def from_config(cls, model_cfg: dict[str, Any], dtype: Dtype = jnp.float32) -> "SARAutoencoder":
+    def from_config(cls, model_cfg: dict[str, Any], dtype: Dtype = jnp.float32) -> SARAutoencoder:
         """Build from a config's ``model`` section."""
         return cls(in_channels=model_cfg["in_channels"], base_channels=model_cfg["base_channels"],
                    latent_channels=model_cfg["latent_channels"],

@@ -33,19 +33,20 @@ of at most ``CPU_CONV_CHUNK_ELEMENTS`` activation elements (two 128x128x64 maps;
 its chunks: one whole-batch XLA:CPU convolution maps fresh scratch memory (page faults) and
 streams its activations through memory every call. Measured alone, encoder.block1 at batch 8:
 forward 52 -> 41 ms, input gradient 64 -> 49 ms, kernel gradient 79 -> 53 ms. GPUs and
-multi-device runs take the whole batch (:func:`sar_jax.micro_batches.micro_batch_size`).
+multi-device runs take the whole batch (:func:`sar_jax.ops.micro_batches.micro_batch_size`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sar_jax.micro_batches import map_in_chunks, micro_batch_size
+from sar_jax.ops.micro_batches import map_in_chunks, micro_batch_size
 
 Dtype = Any
 _DN = ("NHWC", "HWIO", "NHWC")

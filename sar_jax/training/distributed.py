@@ -15,7 +15,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
 
 def initialize(coordinator: str, num_processes: int, process_id: int) -> None:

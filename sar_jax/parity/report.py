@@ -6,7 +6,7 @@ Usage::
 
 Writes ``DIR/parity_report.json``, ``DIR/parity_report.md`` (check, quantity, tolerance,
 observed, pass) and ``DIR/lockstep.png``; exits 1 if any check fails. The checks themselves live
-in :mod:`sar_jax.parity_checks` (shared with ``tests/parity``).
+in :mod:`sar_jax.parity.checks` (shared with ``tests/parity``).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from sar_jax import parity_checks as pc
-from sar_jax.cli import run_main
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
+from sar_jax.parity import checks as pc
 
-DEFAULT_SAR_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sar"
+DEFAULT_SAR_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "sar"
 
 NOTES = """\
 ## Notes
@@ -38,7 +38,7 @@ NOTES = """\
   Rows marked *info* give context and never fail.
 - **LR plateau off-by-one.** torch's `ReduceLROnPlateau(patience=p)` reduces when the number of
   bad epochs *exceeds* p (on the (p+1)-th non-improving epoch in a row); optax's
-  `reduce_on_plateau(patience=q)` when its count *reaches* q. `sar_jax.train_state.make_plateau`
+  `reduce_on_plateau(patience=q)` when its count *reaches* q. `sar_jax.training.state.make_plateau`
   passes `q = lr_patience + 1`, and check 5 shows the per-epoch LRs then agree.
   Two remaining, documented differences: torch skips a reduction smaller than `eps=1e-8`
   (after ~16 halvings of lr 1e-3, 5 divisions by 10), optax keeps reducing (those epochs are
@@ -160,6 +160,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"FAILED: {r['check']}: {r['quantity']}: observed {r['observed']:.3g}, tolerance {r['tolerance']}")
     return 0 if not failed else 1
 
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))

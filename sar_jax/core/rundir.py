@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
 LOG_KEYS = ("epoch", "train_loss", "train_mse", "train_ssim", "train_psnr", "val_loss", "val_mse",
             "val_ssim", "val_psnr", "lr", "epoch_seconds", "train_images_per_second")

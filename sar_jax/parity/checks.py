@@ -4,7 +4,7 @@ Every check returns a list of rows ``{"check", "quantity", "tolerance", "observe
 ``tests/parity`` asserts them and ``python -m sar_jax.parity`` writes them to a report.
 
 1. forward (eval and train mode) and BatchNorm running-stat updates, random weights copied
-   across with :func:`sar_jax.convert.torch_to_flax`;
+   across with :func:`sar_jax.parity.convert.torch_to_flax`;
 2. SSIM vs ``pytorch_msssim``, combined loss / PSNR / per-image metrics vs the reference;
 3. gradients of the combined loss, per parameter;
 4. one clip + Adam update (clipping active and inactive);
@@ -16,7 +16,7 @@ Every check returns a list of rows ``{"check", "quantity", "tolerance", "observe
 
 LR plateau off-by-one: torch's ``ReduceLROnPlateau(patience=p)`` reduces when the count of bad
 epochs EXCEEDS ``p`` (on the (p+1)-th non-improving epoch in a row), optax's
-``reduce_on_plateau(patience=q)`` when its count REACHES ``q``. ``sar_jax.train_state.make_plateau``
+``reduce_on_plateau(patience=q)`` when its count REACHES ``q``. ``sar_jax.training.state.make_plateau``
 therefore passes ``q = lr_patience + 1``; check 5 verifies the two give the same per-epoch LR.
 Known divergence not covered: torch skips a reduction smaller than its ``eps`` (1e-8, i.e.
 after ~16 halvings of lr 1e-3), optax keeps reducing.
@@ -28,8 +28,9 @@ import contextlib
 import copy
 import io
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def failures(rows: Iterable[Row]) -> list[Row]:
 
 def model_config(base: int = 64, latent: int = 16, in_channels: int = 1) -> dict[str, Any]:
     """A ``model`` config section."""
-    from sar_jax.config import default_config
+    from sar_jax.core.config import default_config
 
     return dict(default_config()["model"], base_channels=base, latent_channels=latent,
                 in_channels=in_channels)
@@ -76,7 +77,7 @@ def model_config(base: int = 64, latent: int = 16, in_channels: int = 1) -> dict
 
 def tiny_config(**train: Any) -> dict[str, Any]:
     """A full config with small shapes (base 8, latent 4, 32x32 patches, batch 4, lr 1e-3)."""
-    from sar_jax.config import config_from_dict, default_config
+    from sar_jax.core.config import config_from_dict, default_config
 
     cfg = default_config()
     cfg["model"].update(base_channels=8, latent_channels=4)
@@ -160,8 +161,8 @@ def check_forward(size: int = 256, batch: int = 2, base: int = 64, latent: int =
     import jax
     import torch
 
-    from sar_jax.convert import torch_to_flax
-    from sar_jax.models import SARAutoencoder
+    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.parity.convert import torch_to_flax
 
     cfg = model_config(base, latent)
     tmodel = torch_model(cfg, seed)
@@ -211,7 +212,7 @@ def _leaves(tree: Any, key: str) -> list[Any]:
 def _ssim_pair(x_hat: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     import pytorch_msssim
 
-    from sar_jax.losses import ssim
+    from sar_jax.training.losses import ssim
 
     j = float(ssim(x_hat, x))
     t = float(pytorch_msssim.ssim(nchw(x_hat), nchw(x), data_range=1, win_size=11, size_average=True,
@@ -306,8 +307,8 @@ def check_losses(sar_dir: str | Path | None = None, seed: int = 0) -> list[Row]:
     reference's ``per_image_metrics`` (used for validation)."""
     import torch
 
-    from sar_jax.config import default_config
-    from sar_jax.losses import combined_loss, per_image_metrics, psnr
+    from sar_jax.core.config import default_config
+    from sar_jax.training.losses import combined_loss, per_image_metrics, psnr
     from sar_torch_ref.evaluation.metrics import per_image_metrics as t_per_image
     from sar_torch_ref.evaluation.metrics import psnr as t_psnr
     from sar_torch_ref.losses import CombinedLoss
@@ -354,9 +355,9 @@ def check_gradients(base: int = 8, latent: int = 4, size: int = 32, batch: int =
     """Relative error of the combined loss's gradient, per parameter, train mode."""
     import jax
 
-    from sar_jax.convert import flax_to_torch, torch_to_flax
-    from sar_jax.models import SARAutoencoder
-    from sar_jax.train_state import _loss_weights, loss_and_updates
+    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.parity.convert import flax_to_torch, torch_to_flax
+    from sar_jax.training.state import _loss_weights, loss_and_updates
     from sar_torch_ref.losses import CombinedLoss
 
     config = tiny_config()
@@ -392,8 +393,8 @@ def check_optimizer(steps: int = 3, lr: float = 1e-3, seed: int = 0) -> list[Row
     import optax
     import torch
 
-    from sar_jax.convert import flax_to_torch, torch_to_flax
-    from sar_jax.train_state import make_optimizer
+    from sar_jax.parity.convert import flax_to_torch, torch_to_flax
+    from sar_jax.training.state import make_optimizer
 
     cfg = model_config(8, 4)
     base_model = torch_model(cfg, seed)
@@ -496,7 +497,7 @@ def torch_schedule(losses: Sequence[float], lr: float, factor: float, patience: 
     at which early stopping fires, as ``sar_torch_ref``'s trainer computes them."""
     import torch
 
-    from sar_jax.early_stopping import EarlyStopping
+    from sar_jax.core.early_stopping import EarlyStopping
 
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.Adam([p], lr=lr)
@@ -522,8 +523,8 @@ def jax_schedule(losses: Sequence[float], lr: float, factor: float, patience: in
     import jax
     import jax.numpy as jnp
 
-    from sar_jax.early_stopping import EarlyStopping
-    from sar_jax.train_state import make_plateau, plateau_update
+    from sar_jax.core.early_stopping import EarlyStopping
+    from sar_jax.training.state import make_plateau, plateau_update
 
     plateau = make_plateau({"lr_factor": factor, "lr_patience": patience})
     state = plateau.init({"w": jnp.zeros((1,), jnp.float32)})
@@ -599,7 +600,7 @@ def check_plateau(lr: float = 1e-3) -> list[Row]:
 
 
 def dmpix_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
-    """The float32 1-D Gaussian window dm-pix (hence ``sar_jax.losses.ssim``) uses; it differs
+    """The float32 1-D Gaussian window dm-pix (hence ``sar_jax.training.losses.ssim``) uses; it differs
     from pytorch_msssim's by at most 1 ulp per tap (3e-8)."""
     import jax.numpy as jnp
 
@@ -664,9 +665,9 @@ def lockstep(steps: int = 50, seed: int = 0, lr: float = 1e-4, batch_size: int =
     window swapped for dm-pix's (<= 3e-8 per tap): how far float32 rounding alone moves the
     reference's own trajectory (training is chaotic; see the report).
     """
-    from sar_jax.convert import flax_to_torch, torch_to_flax
-    from sar_jax.models import SARAutoencoder
-    from sar_jax.train_state import compile_steps, create_train_state
+    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.parity.convert import flax_to_torch, torch_to_flax
+    from sar_jax.training.state import compile_steps, create_train_state
 
     config = tiny_config(batch_size=batch_size, lr=lr)
     tmodel = torch_model(config["model"], seed, randomize_bn=randomize_bn)
@@ -773,7 +774,7 @@ def check_checkpoint_roundtrip(workdir: str | Path, epochs: int = 1) -> list[Row
     every tensor bit-exact, same key order, and the fields the reference resumes from."""
     import torch
 
-    from sar_jax import convert
+    from sar_jax.parity import convert
     from sar_torch_ref import train as torch_train
 
     workdir = Path(workdir)
@@ -804,11 +805,11 @@ def trained_psnr(workdir: str | Path) -> dict[str, float]:
     metrics); returns both validation PSNRs (and SSIMs, losses)."""
     import torch
 
-    from sar_jax import convert
-    from sar_jax import train as jax_train
-    from sar_jax.config import config_from_dict
+    from sar_jax.core.config import config_from_dict
+    from sar_jax.core.rundir import read_log
     from sar_jax.data.pipeline import build_datasets, make_loaders
-    from sar_jax.rundir import read_log
+    from sar_jax.parity import convert
+    from sar_jax.training import loop as jax_train
     from sar_torch_ref.models import SARAutoencoder
     from sar_torch_ref.training.checkpoint import load_checkpoint
     from sar_torch_ref.training.trainer import evaluate

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from sar_jax.errors import SarJaxError
+from sar_jax.core.errors import SarJaxError
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:

@@ -5,12 +5,13 @@ Takes numpy arrays only, so the JAX trainer and the PyTorch reference write iden
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from sar_jax.visualize import comparison_grid
+from sar_jax.core.visualize import comparison_grid
 
 SCALAR_TAGS = {"train_loss": "train/loss", "train_mse": "train/mse", "train_ssim": "train/ssim",
                "train_psnr": "train/psnr", "val_loss": "val/loss", "val_mse": "val/mse",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax
 import jax
@@ -11,9 +12,9 @@ import jax.numpy as jnp
 import optax
 from optax import contrib
 
-from sar_jax.losses import combined_loss, per_image_metrics
-from sar_jax.micro_batches import map_micro_batches
-from sar_jax.models import SARAutoencoder, init_variables
+from sar_jax.nn.models import SARAutoencoder, init_variables
+from sar_jax.ops.micro_batches import map_micro_batches
+from sar_jax.training.losses import combined_loss, per_image_metrics
 
 
 @flax.struct.dataclass

@@ -10,12 +10,13 @@ batch 32 989 -> 635 ms, batch 8 at 512x512 984 -> 679 ms (outputs bitwise identi
 images gain nothing (quickstart's 64x64: 3.7 -> 4.0 ms), so they stay whole. GPUs want the
 whole batch, and a batch sharded over several devices must not be re-split, so other
 platforms and multi-device runs always get the whole batch. The same rule, with a budget in
-activation elements, sizes the batch chunks of each convolution in :mod:`sar_jax.layers`.
+activation elements, sizes the batch chunks of each convolution in :mod:`sar_jax.nn.layers`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 

@@ -1,0 +1,1 @@
+"""Inference: loading runs, evaluation, full-scene reconstruction."""

@@ -1,0 +1,392 @@
+"""Evaluate a trained SAR autoencoder: image quality, SAR statistics and compression.
+
+    python -m sar_jax.evaluate --checkpoint RUN_DIR [--data PATH] [--out DIR] [--framework jax|torch]
+
+The BEST checkpoint is loaded with its config and preprocessing_params. Without ``--data`` the
+checkpoint config's own test split is rebuilt (``build_datasets``); with ``--data`` every file is
+preprocessed with the CHECKPOINT's parameters (never refitted) and cut into non-overlapping
+patches of the config's ``data.patch_size`` (remainders at the right and bottom dropped).
+
+Per image (patch) and on average:
+
+- MSE, PSNR (dB, data range 1) and SSIM (Gaussian window ``loss.ssim_window``) on the
+  normalised [0, 1] values the model sees;
+- MS-SSIM: pytorch-msssim's ``ms_ssim`` for ``--framework torch``, and the same algorithm written
+  in JAX (:func:`sar_jax.inference.run.ms_ssim_per_image`) for ``jax``. Its 4 downsamplings need
+  images larger than ``(win - 1) * 16`` px, so the window is the largest odd size <= 11 that fits
+  (recorded as ``ms_ssim_window``; 3 for 64 px patches), or MS-SSIM is null below 33 px;
+- ENL (mean^2 / var of intensity; amplitude is squared first; 8-bit log views as they are) of
+  input and reconstruction on the input's 3 most homogeneous windows (lowest coefficient of
+  variation, avoiding clipped pixels), and ``enl_ratio = ENL(recon) / ENL(input)``;
+- ``mean_ratio = mean(recon) / mean(input)`` in the data's units (after the exact inverse of
+  the preprocessing);
+- compression ratio: input bits (32 per pixel for float data, 8 for log8) over latent bits at
+  the stored precision (``--latent-dtype``, float16 by default). The reconstruction is decoded
+  from the latent cast to that precision, so the quality numbers match the ratio.
+
+Writes ``report.json``, ``report.md`` and ``panels.png`` (input | reconstruction | |difference|
+| histograms) under ``--out`` (default ``RUN_DIR/eval-<framework>``) and prints the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sar_jax.core.errors import SarJaxError
+from sar_jax.data.patches import Region, extract_patches
+from sar_jax.data.preprocess import denormalize, normalize
+from sar_jax.data.readers import list_sar_files, read_sar
+from sar_jax.inference.scene_io import write_atomic
+
+QUALITY_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
+SAR_KEYS = ("enl_input", "enl_recon", "enl_ratio", "mean_ratio")
+METRIC_KEYS = QUALITY_KEYS + SAR_KEYS
+MD_MAX_ROWS = 40
+
+
+@dataclass
+class EvalSet:
+    """Normalised images and where they came from."""
+
+    images: np.ndarray  # (N, P, P, 1) float32 in [0, 1]
+    names: list[str]
+    sources: list[str]
+    params: dict[str, Any]  # preprocessing params with mode = the data's units
+    input_bits: int
+    description: str
+
+
+def load_eval_set(run: Any, data: str | None, units: str | None = None) -> EvalSet:
+    """The checkpoint's test split, or ``data`` files cut into patches with the checkpoint's params."""
+    from sar_jax.data.pipeline import build_datasets
+    from sar_jax.inference.run import resolve_units
+
+    params = run.preprocessing_params
+    patch = run.config["data"]["patch_size"]
+    if data is None:
+        datasets = build_datasets(run.config)
+        if datasets.preprocessing_params != params:
+            print("warning: the rebuilt test split's preprocessing differs from the checkpoint's; "
+                  "renormalising with the checkpoint's", file=sys.stderr)
+            images = normalize(denormalize(datasets.test[..., 0], datasets.preprocessing_params), params)[..., None]
+        else:
+            images = datasets.test
+        source = (f"synthetic (seed {run.config['train']['seed']})" if run.config["data"]["source"] == "synthetic"
+                  else str(run.config["data"]["path"]))
+        names = [f"test[{i}]" for i in range(len(images))]
+        bits = 8 if params["mode"] == "log8" else 32
+        return EvalSet(images.astype(np.float32), names, [source] * len(images), dict(params), bits,
+                       f"test split of the checkpoint's data: {source}")
+    images, names, sources = [], [], []
+    used = None
+    bits = 32
+    for f in list_sar_files(data):
+        img = read_sar(f, band=run.config["data"]["band"], strict=run.config["data"]["strict"])
+        file_params = resolve_units(params, img.kind == "log8", units, f"--data {f}")
+        if used is not None and file_params["mode"] != used["mode"]:
+            raise SarJaxError(f"--data {data}: files mix kinds of values ({used['mode']}, {file_params['mode']})")
+        used = file_params
+        bits = 8 if file_params["mode"] == "log8" else 32
+        h, w = img.data.shape
+        if h < patch or w < patch:
+            print(f"warning: {f}: {h}x{w} is smaller than the patch size {patch}; skipped", file=sys.stderr)
+            continue
+        raw = extract_patches(img.data, Region(0, 0, h, 0, w), patch, patch)
+        images.append(normalize(raw, file_params)[..., None])
+        cols = len(range(0, w - patch + 1, patch))
+        names += [f"{f.name}[{(k // cols) * patch},{(k % cols) * patch}]" for k in range(len(raw))]
+        sources += [f.name] * len(raw)
+    if not images:
+        raise SarJaxError(f"--data {data}: no image holds a {patch}x{patch} patch (data.patch_size)")
+    return EvalSet(np.concatenate(images), names, sources, used, bits,
+                   f"{data}: non-overlapping {patch}x{patch} patches, checkpoint preprocessing")
+
+
+# --------------------------------------------------------------------------- frameworks
+
+
+def run_jax(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_window: int,
+            ms_window: int | None) -> tuple[np.ndarray, tuple[int, ...], dict[str, np.ndarray]]:
+    """Reconstruct through the Flax model; quality metrics in JAX (dm-pix SSIM, JAX MS-SSIM)."""
+    import jax.numpy as jnp
+
+    from sar_jax.inference import run as inference
+    from sar_jax.training.losses import mse_per_image, psnr_from_mse, ssim_per_image
+
+    encode, decode = inference.encode_fn(run.model), inference.decode_fn(run.model)
+    dtype = jnp.float16 if latent_dtype == "float16" else jnp.float32
+
+    def step(batch):
+        z = encode(run.variables, batch)
+        x_hat = decode(run.variables, z.astype(dtype))
+        m = mse_per_image(x_hat, batch)
+        out = [x_hat, z, m, psnr_from_mse(m), ssim_per_image(x_hat, batch, ssim_window)]
+        if ms_window is not None:
+            out.append(inference.ms_ssim_per_image(x_hat, batch, win_size=ms_window))
+        return tuple(out)
+
+    outs = inference.batched(step, x, batch_size)
+    metrics = dict(zip(("mse", "psnr", "ssim"), outs[2:5]))
+    if ms_window is not None:
+        metrics["ms_ssim"] = outs[5]
+    return outs[0], tuple(outs[1].shape[1:]), metrics
+
+
+def run_torch(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_window: int,
+              ms_window: int | None) -> tuple[np.ndarray, tuple[int, ...], dict[str, np.ndarray]]:
+    """The same through ``sar_torch_ref`` (weights converted with ``flax_to_torch``); SSIM and
+    MS-SSIM from pytorch-msssim."""
+    import pytorch_msssim
+    import torch
+
+    from sar_jax.parity.convert import flax_to_torch
+    from sar_torch_ref.evaluation.metrics import per_image_metrics
+    from sar_torch_ref.models.autoencoder import SARAutoencoder
+
+    model = SARAutoencoder(run.config["model"])
+    model.load_state_dict(flax_to_torch(run.variables, model_cfg=run.config["model"]))
+    model.eval()
+    dtype = torch.float16 if latent_dtype == "float16" else torch.float32
+    loss_cfg = dict(run.config["loss"], ssim_window=ssim_window)
+    x_hats, zs, parts = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size].transpose(0, 3, 1, 2)))
+            z = model.encoder(xb)
+            x_hat = model.decoder(z.to(dtype).to(torch.float32))
+            m = per_image_metrics(x_hat, xb, loss_cfg)
+            part = {k: m[k].numpy() for k in ("mse", "psnr", "ssim")}
+            if ms_window is not None:
+                part["ms_ssim"] = pytorch_msssim.ms_ssim(x_hat, xb, data_range=1.0, size_average=False,
+                                                         win_size=ms_window).numpy()
+            parts.append(part)
+            x_hats.append(x_hat.numpy().transpose(0, 2, 3, 1))
+            zs.append(z.numpy().transpose(0, 2, 3, 1))
+    metrics = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return np.concatenate(x_hats), tuple(zs[0].shape[1:]), metrics
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _clean(v: Any) -> Any:
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _mean(values: list[Any]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | None = None,
+             framework: str = "jax", latent_dtype: str = "float16", units: str | None = None,
+             num_panels: int = 4, batch_size: int | None = None) -> dict[str, Any]:
+    """Run the evaluation, write report.json / report.md / panels.png; return the report."""
+    from sar_jax.inference import run as inference
+
+    if framework not in ("jax", "torch"):
+        raise SarJaxError(f"--framework {framework}: expected jax or torch")
+    if latent_dtype not in inference.LATENT_DTYPES:
+        raise SarJaxError(f"--latent-dtype {latent_dtype}: expected float16 or float32")
+    if not Path(checkpoint).is_dir():
+        raise SarJaxError(f"--checkpoint {checkpoint}: no such run directory")
+    if data is not None and not Path(data).exists():
+        raise SarJaxError(f"--data {data}: no such file or folder")
+    run = inference.load_run(checkpoint, "best")
+    out_dir = Path(out) if out else Path(checkpoint) / f"eval-{framework}"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SarJaxError(f"--out {out_dir}: exists and is not a folder")
+    t0 = time.perf_counter()
+    es = load_eval_set(run, data, units)
+    size = es.images.shape[1]
+    ssim_window = min(run.config["loss"]["ssim_window"], size - (1 - size % 2))
+    ms_window = inference.ms_ssim_window(size)
+    batch = batch_size or run.config["train"]["batch_size"]
+    runner = run_jax if framework == "jax" else run_torch
+    x_hat, latent_shape, quality = runner(run, es.images, latent_dtype, batch, ssim_window, ms_window)
+    x_lin = denormalize(es.images[..., 0], es.params)
+    x_hat_lin = denormalize(x_hat[..., 0], es.params)
+    clipped = (es.images[..., 0] <= 0.0) | (es.images[..., 0] >= 1.0)
+    ratio = inference.compression_ratio(es.images.shape[1:3], latent_shape, es.input_bits, latent_dtype)
+    rows = []
+    for k, name in enumerate(es.names):
+        sar = inference.sar_statistics(x_lin[k], x_hat_lin[k], es.params["mode"], ~clipped[k])
+        row = {"name": name, "source": es.sources[k]}
+        row.update({key: _clean(quality[key][k]) if key in quality else None for key in QUALITY_KEYS})
+        row.update({key: _clean(sar[key]) for key in SAR_KEYS})
+        row["compression_ratio"] = ratio
+        rows.append(row)
+    average = {key: _mean([r[key] for r in rows]) for key in METRIC_KEYS}
+    average["compression_ratio"] = ratio
+    per_source = {}
+    for src in dict.fromkeys(es.sources):
+        sel = [r for r in rows if r["source"] == src]
+        per_source[src] = {"num_images": len(sel), **{key: _mean([r[key] for r in sel]) for key in METRIC_KEYS}}
+    report = {
+        "checkpoint": str(Path(checkpoint).resolve()), "which": "best", "epoch": run.epoch,
+        "step": run.metadata.get("step"), "framework": framework, "data": es.description,
+        "units": es.params["mode"], "preprocessing_params": es.params, "image_size": [size, size],
+        "num_images": len(rows), "latent_dtype": latent_dtype, "latent_shape": list(latent_shape),
+        "input_bits_per_pixel": es.input_bits, "compression_ratio": ratio, "ssim_window": ssim_window,
+        "ms_ssim_window": ms_window,
+        "ms_ssim_implementation": ("pytorch_msssim.ms_ssim" if framework == "torch"
+                                   else "sar_jax.inference.run.ms_ssim_per_image (JAX port of pytorch_msssim.ms_ssim)"),
+        "notes": _notes(es, ms_window, size),
+        "average": average, "per_source": per_source, "per_image": rows,
+        "seconds": time.perf_counter() - t0,
+    }
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SarJaxError(f"--out {out_dir}: cannot create ({exc.strerror})") from None
+    write_atomic(out_dir / "report.json", lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
+    write_atomic(out_dir / "report.md", lambda p: p.write_text(markdown_report(report)))
+    picks = np.unique(np.linspace(0, len(rows) - 1, min(num_panels, len(rows))).round().astype(int))
+    write_atomic(out_dir / "panels.png",
+                 lambda p: save_panels(es.images[picks, ..., 0], x_hat[picks, ..., 0], [rows[i] for i in picks], p))
+    report["out_dir"] = str(out_dir)
+    return report
+
+
+def _notes(es: EvalSet, ms_window: int | None, size: int) -> list[str]:
+    notes = []
+    if ms_window is None:
+        notes.append(f"MS-SSIM is null: {size} px images are too small for its 4 downsamplings "
+                     "(needs > 32 px with a 3 px window)")
+    elif ms_window != 11:
+        notes.append(f"MS-SSIM uses a {ms_window} px Gaussian window (11 needs images > 160 px; these are {size} px)")
+    if es.params["mode"] == "log8":
+        notes.append("log8 input: ENL and mean ratio are computed on the 8-bit log-scaled values (no calibration "
+                     "back to linear units exists for them), so they compare input and reconstruction only")
+    elif es.params["mode"] == "amplitude":
+        notes.append("ENL is computed on intensity (amplitude squared); the mean ratio on amplitude")
+    notes.append("ENL: mean over the 3 lowest-coefficient-of-variation windows of each input image; "
+                 "enl_ratio > 1 means the reconstruction is smoother (despeckled) there")
+    return notes
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and abs(v) >= 100:
+        return f"{v:.1f}"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """Markdown table: one row per source plus the average."""
+    head = "| images | n | MSE | PSNR (dB) | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio | CR |"
+    lines = [head, "|" + "---|" * 11]
+    entries = list(report["per_source"].items())
+    if len(entries) > 1 or not entries:
+        entries.append(("**average**", {"num_images": report["num_images"], **report["average"]}))
+    else:
+        entries = [(f"{entries[0][0]} (average)", entries[0][1])]
+    for name, m in entries:
+        lines.append(f"| {name} | {m['num_images']} | {_fmt(m['mse'], 5)} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'])} |"
+                     f" {_fmt(m['ms_ssim'])} | {_fmt(m['enl_input'], 2)} | {_fmt(m['enl_recon'], 2)} |"
+                     f" {_fmt(m['enl_ratio'], 3)} | {_fmt(m['mean_ratio'], 4)} | {report['compression_ratio']:.1f} |")
+    return "\n".join(lines)
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    """The human-readable report."""
+    p = report["preprocessing_params"]
+    lines = [
+        "# SAR autoencoder evaluation", "",
+        f"- checkpoint: `{report['checkpoint']}` (best, epoch {report['epoch']}), framework **{report['framework']}**",
+        f"- data: {report['data']}; {report['num_images']} images of {report['image_size'][0]} px, units {report['units']}",
+        f"- preprocessing (checkpoint's): mode {p['mode']}, clip [{p['vmin']:.3f}, {p['vmax']:.3f}]"
+        f" ({'8-bit values' if p['mode'] == 'log8' else 'dB'})",
+        f"- latent {report['latent_shape']} {report['latent_dtype']}; input {report['input_bits_per_pixel']} bits/px;"
+        f" compression ratio {report['compression_ratio']:.1f} : 1",
+        f"- SSIM window {report['ssim_window']}; MS-SSIM window {report['ms_ssim_window']}"
+        f" ({report['ms_ssim_implementation']})", "",
+        "## Summary", "", summary_table(report), "",
+        "PSNR, SSIM and MS-SSIM on the normalised [0, 1] values; ENL and mean ratio in the data's units.", "",
+        "## Notes", "", *[f"- {n}" for n in report["notes"]], "",
+        "## Per image", "",
+        "| image | MSE | PSNR | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio |",
+        "|" + "---|" * 9,
+    ]
+    for r in report["per_image"][:MD_MAX_ROWS]:
+        lines.append(f"| {r['name']} | {_fmt(r['mse'], 5)} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'])} | {_fmt(r['ms_ssim'])}"
+                     f" | {_fmt(r['enl_input'], 2)} | {_fmt(r['enl_recon'], 2)} | {_fmt(r['enl_ratio'], 3)}"
+                     f" | {_fmt(r['mean_ratio'], 4)} |")
+    if len(report["per_image"]) > MD_MAX_ROWS:
+        lines.append(f"\n({len(report['per_image']) - MD_MAX_ROWS} more images in report.json)")
+    return "\n".join(lines) + "\n"
+
+
+def save_panels(x: np.ndarray, x_hat: np.ndarray, rows: list[dict[str, Any]], path: Path) -> None:
+    """input | reconstruction | |difference| | histograms of both, one row per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(x)
+    fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
+    for i in range(n):
+        diff = np.abs(x[i] - x_hat[i])
+        for ax, img, title, vmax in ((axes[i][0], x[i], f"input {rows[i]['name']}", 1.0),
+                                     (axes[i][1], x_hat[i], f"reconstruction {_fmt(rows[i]['psnr'], 2)} dB", 1.0),
+                                     (axes[i][2], diff, f"|difference| (max {diff.max():.2f})", None)):
+            ax.imshow(img, cmap="gray", vmin=0.0, vmax=vmax)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+        ax = axes[i][3]
+        bins = np.linspace(0, 1, 65)
+        ax.hist(x[i].ravel(), bins=bins, alpha=0.6, label="input")
+        ax.hist(x_hat[i].ravel(), bins=bins, alpha=0.6, label="reconstruction")
+        ax.set_title("histogram (normalised values)", fontsize=8)
+        ax.legend(fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, format="png")
+    plt.close(fig)
+
+
+def setup_args() -> argparse.ArgumentParser:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(prog="python -m sar_jax.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="sar_jax run directory (its best checkpoint is used)")
+    parser.add_argument("--data", default=None, help="SAR file or folder (default: the checkpoint's test split)")
+    parser.add_argument("--out", default=None, help="report folder (default RUN_DIR/eval-<framework>)")
+    parser.add_argument("--framework", default="jax", choices=("jax", "torch"), help="model implementation to run")
+    parser.add_argument("--latent-dtype", default="float16", choices=("float16", "float32"),
+                        help="stored latent precision: the decoder sees the latent cast to it (default float16)")
+    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "log8"),
+                        help="what --data values are (default: uint8 -> log8, else the checkpoint's units)")
+    parser.add_argument("--panels", type=int, default=4, help="images shown in panels.png (default 4)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the config's train.batch_size")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: evaluate and print the summary table."""
+    args = setup_args().parse_args(argv)
+    if args.panels < 1 or (args.batch_size is not None and args.batch_size < 1):
+        raise SarJaxError("--panels and --batch-size must be positive")
+    report = evaluate(args.checkpoint, args.data, args.out, args.framework, args.latent_dtype,
+                      None if args.units == "auto" else args.units, args.panels, args.batch_size)
+    print(f"{report['framework']} evaluation of {report['checkpoint']} (epoch {report['epoch']}) on {report['data']}")
+    print(summary_table(report))
+    for note in report["notes"]:
+        print(f"note: {note}")
+    print(f"wrote {report['out_dir']}/report.json, report.md, panels.png")
+    return 0
+

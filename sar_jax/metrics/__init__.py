@@ -1,0 +1,1 @@
+"""Image-quality and SAR metrics (SSIM/MS-SSIM, MSE/PSNR, ENL, mean preservation, bit rates)."""

@@ -1,0 +1,1 @@
+"""Flax layers with PyTorch semantics and the SAR autoencoder."""

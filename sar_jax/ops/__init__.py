@@ -1,0 +1,1 @@
+"""Exact convolution arithmetic (custom VJPs) and CPU batch chunking under the Flax layers."""

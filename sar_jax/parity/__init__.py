@@ -1,0 +1,1 @@
+"""JAX <-> PyTorch: weight conversion and the parity suite (needs torch)."""

@@ -1,0 +1,1 @@
+"""Training: state and jitted steps, losses, the loop, checkpointing, distribution."""
