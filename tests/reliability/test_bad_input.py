@@ -80,6 +80,8 @@ def test_data_mistakes(tmp_path, tiny, case):
     proc = run_cli("sar_jax.train", *tiny, "--data", str(path), "--set", "data.strict=true",
                    "--set", "data.units=intensity", "--out", str(out))
     assert_user_error(proc, *fragments)
+    if case.startswith("corrupt"):  # the error line alone: no reader/GDAL log line before it
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not out.exists()
 
 
