@@ -273,6 +273,26 @@ def test_validity_from_a_strided_read(tmp_path, tiled_scene, fmt):
         np.testing.assert_array_equal(mask, valid[::step, ::step])
 
 
+def test_validity_from_overviews(tmp_path, rng):
+    """With overviews, validity() reads them instead of the full raster (proved by stale overviews)."""
+    from rasterio.enums import Resampling
+
+    arr = rng.uniform(1, 2, (128, 128)).astype(np.float32)
+    arr[:, :16] = 0.0  # a zero margin aligned with the 8 px step
+    path = write_tif(tmp_path / "ov.tif", arr, tiled=True, compress="deflate", tags={"UNITS": "intensity"})
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews([2, 4, 8], Resampling.nearest)
+    raster = open_raster(path)
+    expected = np.ones((16, 16), bool)
+    expected[:, :2] = False
+    np.testing.assert_array_equal(raster.validity(8), expected)
+    np.testing.assert_array_equal(raster.validity(8), raster.read()[1][::8, ::8])
+    with rasterio.open(path, "r+") as dst:  # new no-data in the full raster only: the overviews are now stale
+        dst.write(np.zeros((64, 128), np.float32), 1, window=rasterio.windows.Window(0, 0, 128, 64))
+    np.testing.assert_array_equal(open_raster(path).validity(8), expected)
+    np.testing.assert_array_equal(open_raster(path).validity(1)[:64], False)  # step 1: the full raster
+
+
 def test_windows_of_npy_and_png_and_a_pickled_raster(tmp_path, rng):
     arr = rng.integers(0, 256, (H, W), dtype=np.uint8)
     Image.fromarray(arr).save(tmp_path / "v.png")
