@@ -8,7 +8,7 @@ The model works in dB, and the exponential of a mean log is not the linear mean:
 intensity speckle E[10 log10 I] = 10 log10 E[I] + 10 log10(e) (psi(L) - ln L), about -2.5 dB at
 L = 1. A reconstruction that smooths speckle out (what an MSE-trained model does with speckle it
 cannot predict) therefore comes back too dark in linear units. ``log_bias_db`` is that offset,
-measured on the training split (see :func:`fit_log_bias_db`); :func:`denormalize` adds it by
+measured on the training split (see :func:`fit_preprocessing`); :func:`denormalize` adds it by
 default. Without the correction, :func:`denormalize` is the exact inverse of :func:`normalize`
 inside [vmin, vmax].
 """
@@ -60,30 +60,22 @@ def _blocks(a: np.ndarray, window: int) -> np.ndarray:
     return a[:h, :w].reshape(h // window, window, w // window, window).swapaxes(1, 2).reshape(-1, window * window)
 
 
-def fit_log_bias_db(train_images: Sequence[np.ndarray], mode: str, floor: float,
-                    valid: Sequence[np.ndarray] | None = None, window: int = BIAS_WINDOW) -> float:
-    """The log-domain bias correction in dB of ``mode`` (0 for db/log8).
+def _bias_blocks(train_images: Sequence[np.ndarray], masks: Sequence[np.ndarray], window: int) -> np.ndarray:
+    """The ``window`` x ``window`` blocks whose pixels are all valid, float64 (n, window^2); every k-th
+    block when there are more than ``_MAX_FIT_SAMPLES`` pixels."""
+    oks = [_blocks(m, window).all(axis=1) for m in masks]
+    step = max(1, sum(int(ok.sum()) for ok in oks) * window * window // _MAX_FIT_SAMPLES)
+    parts = [_blocks(np.asarray(img), window)[ok][::step] for img, ok in zip(train_images, oks)]
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, window * window))
 
-    In every ``window`` x ``window`` block whose pixels are all valid, the linear mean is compared with
-    the linear value of the mean log; pooled over blocks (weighted by their linear sums, so the
-    corrected smooth reconstruction keeps the training split's overall mean):
-    ``log_bias_db = factor log10(sum of linear values / sum over blocks of n 10^(mean dB / factor))``.
-    On pure L-look intensity speckle this is 10 log10(e) (ln L - psi(L)) (2.51 dB at L = 1).
-    """
-    if mode not in LINEAR_MODES:
-        return 0.0
-    factor = _DB_FACTOR[mode]
-    masks = _masks(train_images, valid)
-    blocks, oks = [], []
-    for img, ok in zip(train_images, masks):
-        blocks.append(_blocks(np.asarray(img), window))
-        oks.append(_blocks(ok, window).all(axis=1))
-    lin = np.concatenate(blocks)[np.concatenate(oks)]
+
+def _log_bias_of_blocks(lin: np.ndarray, mode: str, floor: float) -> float:
+    """``factor log10(sum of linear values / sum over blocks of n 10^(mean dB / factor))``: the dB to add
+    to a block-smooth log reconstruction so that its linear sum is the data's (0 without blocks)."""
     if len(lin) == 0:
         return 0.0
-    lin = lin[:: max(1, lin.size // _MAX_FIT_SAMPLES)].astype(np.float64)
-    mean_db = to_log(lin, mode, floor).astype(np.float64).mean(axis=1)
-    geometric = 10.0 ** (mean_db / factor)
+    factor = _DB_FACTOR[mode]
+    geometric = 10.0 ** (to_log(lin, mode, floor).astype(np.float64).mean(axis=1) / factor)
     return float(factor * np.log10(lin.mean(axis=1).sum() / geometric.sum()))
 
 
@@ -92,9 +84,14 @@ def fit_preprocessing(train_images: Sequence[np.ndarray], mode: str, percentiles
     """Fit vmin/vmax as percentiles of the TRAINING images' valid log values, and the log bias.
 
     ``valid``: one bool mask per image (False: nodata, NaN/Inf, 0 in linear units), or None when
-    every pixel is valid. For linear modes ``log_bias_db_by_units`` also holds the bias for the
-    other linear unit (a checkpoint applied to amplitude input when trained on intensity, or the
-    reverse), measured on the same pixels.
+    every pixel is valid. ``log_bias_db`` (linear modes; 0 for db/log8): in every ``BIAS_WINDOW``
+    square block whose pixels are all valid, the linear mean is compared with the linear value of
+    the mean log, pooled over blocks weighted by their linear sums (so a block-smooth reconstruction,
+    corrected, keeps the training split's mean): ``factor log10(sum of linear values / sum over blocks
+    of n 10^(mean dB / factor))``, in the data's own dB (factor 10 intensity, 20 amplitude). On pure
+    L-look intensity speckle it is 10 log10(e) (ln L - psi(L)), 2.51 dB at L = 1.
+    ``log_bias_db_by_units`` also holds it for the other linear unit (a checkpoint applied to
+    amplitude input when trained on intensity, or the reverse), measured on the same blocks.
     """
     if mode not in MODES:
         raise SarJaxError(f"preprocessing mode '{mode}': expected one of {', '.join(MODES)}")
@@ -109,15 +106,14 @@ def fit_preprocessing(train_images: Sequence[np.ndarray], mode: str, percentiles
         raise SarJaxError(f"training images are constant in the {percentiles} percentile range "
                           f"(vmin = vmax = {vmin:g}); nothing to learn from")
     params = {"mode": mode, "vmin": vmin, "vmax": vmax, "floor": float(floor),
-              "percentiles": [float(p) for p in percentiles],
-              "log_bias_db": fit_log_bias_db(train_images, mode, floor, masks)}
+              "percentiles": [float(p) for p in percentiles], "log_bias_db": 0.0}
     if mode in LINEAR_MODES:
+        blocks = _bias_blocks(train_images, masks, BIAS_WINDOW)
         other = "amplitude" if mode == "intensity" else "intensity"
-        convert = np.sqrt if other == "amplitude" else np.square
+        params["log_bias_db"] = _log_bias_of_blocks(blocks, mode, floor)
         params["log_bias_db_by_units"] = {
             mode: params["log_bias_db"],
-            other: fit_log_bias_db([convert(np.asarray(img, np.float64)) for img in train_images], other,
-                                   floor, masks)}
+            other: _log_bias_of_blocks(np.sqrt(blocks) if other == "amplitude" else blocks**2, other, floor)}
     return params
 
 

@@ -164,13 +164,13 @@ def test_zero_margins_of_a_grd_file_stay_out_of_the_fit(tmp_path):
     dn = rng.integers(50, 4000, (64, 192)).astype(np.uint16)  # amplitude DN >= 50: >= 34 dB
     dn[:, :40] = 0
     dn[:12, :] = 0
-    with rasterio.open(tmp_path / "grd.tif", "w", driver="GTiff", height=64, width=192, count=1,
-                       dtype="uint16") as dst:
-        dst.write(dn, 1)
     config, _ = load_config("baseline", ["data.patch_size=32", "train.batch_size=1"],
                             data_path=str(tmp_path / "grd.tif"))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a plain TIFF, no CRS
+        with rasterio.open(tmp_path / "grd.tif", "w", driver="GTiff", height=64, width=192, count=1,
+                           dtype="uint16") as dst:
+            dst.write(dn, 1)
         params = build_datasets(config).preprocessing_params
     assert params["mode"] == "amplitude"
     assert 20 * np.log10(50) <= params["vmin"] < params["vmax"] <= 20 * np.log10(4000)
