@@ -157,7 +157,7 @@ class Raster:
             power = re * re + im * im
             values = (power if self.units == "intensity" else np.sqrt(power)).astype(np.float32)
             finite = np.isfinite(re) & np.isfinite(im)
-            valid = finite & (power > 0)
+            valid = finite & (power > 0) & np.isfinite(values)  # |z|^2 beyond float32: not a usable value
             if nodata is not None and not math.isnan(nodata):
                 valid &= ~((re == nodata) & (im == (0 if self._is_complex else nodata)))
         else:
