@@ -108,6 +108,11 @@ def test_constant_images_and_bad_mode_are_rejected():
         fit_preprocessing([], "intensity", [1, 99], 1e-6)
     with pytest.raises(SarJaxError, match="no valid training pixels"):
         fit_preprocessing([np.ones((4, 4))], "intensity", [1, 99], 1e-6, valid=[np.zeros((4, 4), bool)])
+    with pytest.raises(SarJaxError, match="train_images: expected 2-D arrays"):
+        fit_preprocessing([np.arange(1.0, 100.0)], "intensity", [1, 99], 1e-6)
+    with pytest.warns(UserWarning, match="log_bias_db = 0"):  # windows too small to measure the bias in
+        small = fit_preprocessing([np.arange(1.0, 101.0).reshape(10, 10)], "intensity", [1, 99], 1e-6)
+    assert small["log_bias_db"] == 0
 
 
 def tiny_synthetic_config(**data):
