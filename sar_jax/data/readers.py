@@ -39,6 +39,7 @@ GDAL_CACHE_MB = 128
 _MAX_BANDS = 16
 _CACHE_SIZE = 8
 _local = threading.local()
+_INHERITED: list[OrderedDict] = []  # a forked process's copies of its parent's open handles
 
 
 def list_sar_files(path: str | Path) -> list[Path]:
@@ -371,11 +372,14 @@ def _image_info(path: Path, strict: bool) -> dict[str, Any]:
 
 
 def _cache() -> OrderedDict:
-    """This thread's open handles (rasterio datasets are not thread-safe; worker processes get their own)."""
-    cache = getattr(_local, "handles", None)
-    if cache is None:
-        cache = _local.handles = OrderedDict()
-    return cache
+    """This thread's open handles: rasterio datasets are not thread-safe, and a forked worker must not
+    share its parent's file offsets, so a new process starts with an empty cache (the inherited
+    handles are left to the parent)."""
+    if getattr(_local, "pid", None) != os.getpid():
+        if getattr(_local, "handles", None):
+            _INHERITED.append(_local.handles)  # kept alive, never closed here: they belong to the parent
+        _local.pid, _local.handles = os.getpid(), OrderedDict()
+    return _local.handles
 
 
 def _cache_key(path: str, fmt: str) -> tuple[str, str, int, int]:
