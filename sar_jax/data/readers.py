@@ -76,7 +76,7 @@ class Raster:
     nodata: float | None
     crs: Any | None
     transform: Any | None
-    tags: dict[str, str]
+    tags: dict[str, str] = field(hash=False)  # (a dict: left out of the hash, so a Raster can be a key)
     strict: bool = False
     _format: str = field(default="tiff", repr=False)  # tiff | npy | image
     _bands: tuple[int, ...] = field(default=(0,), repr=False)  # 0-based bands read (2 for an I/Q pair)

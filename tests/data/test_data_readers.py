@@ -303,7 +303,7 @@ def test_windows_of_npy_png_and_tif_and_a_pickled_raster(tmp_path, rng):
                                   (tmp_path / "v.tif", "auto", arr.astype(np.float32) + 2)):
         raster = open_raster(path, units=units)
         clone = pickle.loads(pickle.dumps(raster))  # data-loader workers receive it pickled
-        assert isinstance(clone, Raster) and clone == raster
+        assert isinstance(clone, Raster) and clone == raster and hash(clone) == hash(raster)
         np.testing.assert_array_equal(clone.read((2, 3, 10, 20))[0], expected[2:12, 3:23])
 
 
