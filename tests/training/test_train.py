@@ -107,8 +107,8 @@ def test_resume_continues_exactly(tmp_path, tiny_args):
     train.main(["--resume", str(split), "--set", "train.epochs=4"])
     a, b = _params(straight), _params(split)
     assert int(b.epoch) == 4 and int(b.step) == int(a.step)
-    diffs = jax.tree.leaves(jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v))),
-                                         (a.params, a.batch_stats, a.opt_state), (b.params, b.batch_stats, b.opt_state)))
+    trees = [(s.params, s.batch_stats, s.opt_state) for s in (a, b)]
+    diffs = jax.tree.leaves(jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v))), *trees))
     assert max(diffs) <= 1e-6
     la, lb = read_log(straight), read_log(split)
     assert [r["epoch"] for r in lb] == [1, 2, 3, 4]
