@@ -13,8 +13,7 @@ ROW_KEYS = {"framework", "variant", "precision", "mode", "batch_size", "image_si
 def test_harness_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "tiny.json"
     rc = throughput.main(["--quick", "--batch", "2", "--size", "32", "--repeats", "1",
-                          "--set", "model.base_channels=4", "--set", "model.latent_channels=4",
-                          "--out", str(out)])
+                          "--config", "tiny", "--out", str(out)])
     assert rc == 0
     result = json.loads(out.read_text())
     for key in ("device", "versions", "results", "pipeline", "ratios", "targets", "flops", "layer_profile", "notes"):

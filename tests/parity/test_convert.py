@@ -93,8 +93,9 @@ def test_torch_to_flax_reports_every_problem_at_once(trained_sd):
     with pytest.raises(SarJaxError) as info:
         torch_to_flax(bad)
     msg = str(info.value)
-    for fragment in ("missing 2 key(s): encoder.block1.bn.bias, decoder.final.bias", "unexpected 1 key(s): "
-                     "encoder.extra.weight", "decoder.block0.deconv.weight has shape (3, 99, 5, 5), expected (3, 16, 5, 5)"):
+    for fragment in ("missing 2 key(s): encoder.block1.bn.bias, decoder.final.bias",
+                     "unexpected 1 key(s): encoder.extra.weight",
+                     "decoder.block0.deconv.weight has shape (3, 99, 5, 5), expected (3, 16, 5, 5)"):
         assert fragment in msg
 
 
