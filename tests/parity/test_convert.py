@@ -13,14 +13,14 @@ from sar_jax.core.cli import run_main
 from sar_jax.core.config import default_config, load_config
 from sar_jax.core.errors import SarJaxError
 from sar_jax.nn.models import SARAutoencoder, init_variables
-from sar_jax.parity.checks import model_config, torch_model
+from sar_jax.parity.checkpoints import main
 from sar_jax.parity.convert import (
     TABLE,
     flax_to_torch,
-    main,
     num_batches_tracked,
     torch_to_flax,
 )
+from sar_jax.parity.fixtures import model_config, torch_model
 from sar_jax.training import checkpointing
 from sar_jax.training.state import create_train_state
 from sar_torch_ref.models import SARAutoencoder as TorchAutoencoder
