@@ -14,7 +14,7 @@ from sar_jax.parity.rows import TOL, Row, max_abs, row
 def _ssim_pair(x_hat: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     import pytorch_msssim
 
-    from sar_jax.training.losses import ssim
+    from sar_jax.metrics.ssim import ssim
 
     j = float(ssim(x_hat, x))
     t = float(pytorch_msssim.ssim(nchw(x_hat), nchw(x), data_range=1, win_size=11, size_average=True,
@@ -62,7 +62,8 @@ def check_losses(sar_dir: str | Path | None = None, seed: int = 0) -> list[Row]:
     import torch
 
     from sar_jax.core.config import default_config
-    from sar_jax.training.losses import combined_loss, per_image_metrics, psnr
+    from sar_jax.metrics.psnr import psnr
+    from sar_jax.training.losses import combined_loss, per_image_metrics
     from sar_torch_ref.evaluation.metrics import per_image_metrics as t_per_image
     from sar_torch_ref.evaluation.metrics import psnr as t_psnr
     from sar_torch_ref.losses import CombinedLoss
