@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import throughput
+
+pytestmark = pytest.mark.slow  # the benchmark harness end to end
 
 ROW_KEYS = {"framework", "variant", "precision", "mode", "batch_size", "image_size", "images_per_second",
             "compile_seconds", "tflops", "peak_memory_mb"}

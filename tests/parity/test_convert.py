@@ -139,6 +139,7 @@ def _saved_model_checkpoint(path, model_cfg=None, sd=None, nbt=0):
     return config
 
 
+@pytest.mark.slow
 def test_cli_round_trip_of_a_saved_model(tmp_path, trained_sd):
     src = tmp_path / "model.pt"
     config = _saved_model_checkpoint(src, sd=trained_sd)
@@ -173,6 +174,7 @@ def _cli_error(argv, capsys):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs(tmp_path, capsys, trained_sd):
     assert "no such file" in _cli_error(["--from-torch", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "r")],
                                         capsys)

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from sar_jax.core.rundir import read_log
 from sar_jax.parity import checkpoints
 from sar_jax.parity.roundtrip import _quiet, check_checkpoint_roundtrip, check_trained_psnr
 from sar_jax.training import loop as jax_train
+
+pytestmark = pytest.mark.slow  # trains both frameworks and converts through the CLIs
 
 
 def test_checkpoint_round_trip_through_the_cli(tmp_path, check_rows):

@@ -10,6 +10,8 @@ import pytest
 
 from tests.reliability.conftest import assert_user_error, run_cli
 
+pytestmark = pytest.mark.slow  # the command lines in subprocesses
+
 
 @pytest.mark.parametrize("override,fragments", [
     ("train.lrr=0.1", ["unknown key 'train.lrr'", "did you mean 'lr'"]),

@@ -22,6 +22,8 @@ from sar_jax.training import checkpointing
 from sar_jax.training import loop as train
 from sar_jax.training.state import create_train_state
 
+pytestmark = pytest.mark.slow  # training runs in subprocesses, signals, resumes
+
 TIMING_KEYS = {"epoch_seconds", "train_images_per_second"}
 
 

@@ -20,6 +20,8 @@ from sar_torch_ref.train import main, resolve_resume, run_main
 from sar_torch_ref.training import evaluate, load_checkpoint, save_checkpoint
 from tests.conftest import TINY_ARGS
 
+pytestmark = pytest.mark.slow  # every test drives the reference trainer end to end
+
 # configs/tiny.json, 4 scenes without patch overlap, the LR halved after every epoch without improvement
 TINY = [*TINY_ARGS, "--set", "data.stride=null", "--set", "data.num_scenes=4", "--set", "train.lr_patience=0"]
 SCALARS = {"train/loss", "train/mse", "train/ssim", "train/psnr", "val/loss", "val/mse", "val/ssim",
