@@ -110,18 +110,20 @@ def gaussian_filter(x: jax.Array, win: jax.Array) -> jax.Array:
     return y.reshape(n, c, y.shape[2], y.shape[3]).transpose(0, 2, 3, 1)
 
 
-def ssim_per_image(x_hat: jax.Array, x: jax.Array, window_size: int = 11, data_range: float = 1.0) -> jax.Array:
-    """SSIM of each image, as ``pytorch_msssim.ssim(size_average=False, nonnegative_ssim=True)``.
+def ssim(x_hat: jax.Array, x: jax.Array, window_size: int = 11, data_range: float = 1.0,
+         size_average: bool = True) -> jax.Array:
+    """SSIM, as ``pytorch_msssim.ssim(..., nonnegative_ssim=True)``.
 
     Args:
         x_hat: ``(N, H, W, C)`` reconstructions.
         x: ``(N, H, W, C)`` references.
         window_size: taps of the Gaussian window (sigma 1.5).
         data_range: value range of the images.
+        size_average: average over the batch (else one value per image).
 
     Returns:
-        ``(N,)`` float32: the SSIM map's mean per image and channel, clamped at 0 per channel,
-        averaged over channels.
+        float32, 0-d or ``(N,)``: the SSIM map's mean per image and channel, clamped at 0 per
+        channel, averaged over channels (and images).
     """
     filter_fn = None
     if x.ndim == 4 and max(x.shape[1:3]) <= MATMUL_FILTER_MAX_SIDE:
@@ -129,22 +131,13 @@ def ssim_per_image(x_hat: jax.Array, x: jax.Array, window_size: int = 11, data_r
     ssim_map = pix.ssim(x_hat.astype(jnp.float32), x.astype(jnp.float32), max_val=data_range,
                         filter_size=window_size, filter_sigma=1.5, return_map=True, filter_fn=filter_fn)
     per_channel = jnp.mean(ssim_map, axis=(1, 2))  # (N, C)
-    return jnp.mean(jax.nn.relu(per_channel), axis=-1)
+    per_image = jnp.mean(jax.nn.relu(per_channel), axis=-1)
+    return jnp.mean(per_image) if size_average else per_image
 
 
-def ssim(x_hat: jax.Array, x: jax.Array, window_size: int = 11, data_range: float = 1.0) -> jax.Array:
-    """Mean SSIM over the batch, as ``pytorch_msssim.ssim(size_average=True, nonnegative_ssim=True)``.
-
-    Args:
-        x_hat: ``(N, H, W, C)`` reconstructions.
-        x: ``(N, H, W, C)`` references.
-        window_size: taps of the Gaussian window (sigma 1.5).
-        data_range: value range of the images.
-
-    Returns:
-        0-d float32: the mean of :func:`ssim_per_image`.
-    """
-    return jnp.mean(ssim_per_image(x_hat, x, window_size, data_range))
+def ssim_per_image(x_hat: jax.Array, x: jax.Array, window_size: int = 11, data_range: float = 1.0) -> jax.Array:
+    """:func:`ssim` of each image, ``(N,)``."""
+    return ssim(x_hat, x, window_size, data_range, size_average=False)
 
 
 def ms_ssim_window(size: int, preferred: int = 11) -> int | None:
@@ -186,9 +179,10 @@ def _avg_pool2(x: jax.Array) -> jax.Array:
     return s / 4.0
 
 
-@functools.partial(jax.jit, static_argnames=("win_size", "data_range"))
-def ms_ssim_per_image(x_hat: jax.Array, x: jax.Array, win_size: int = 11, data_range: float = 1.0) -> jax.Array:
-    """MS-SSIM of each image, as ``pytorch_msssim.ms_ssim(size_average=False)``.
+@functools.partial(jax.jit, static_argnames=("win_size", "data_range", "size_average"))
+def ms_ssim(x_hat: jax.Array, x: jax.Array, win_size: int = 11, data_range: float = 1.0,
+            size_average: bool = True) -> jax.Array:
+    """MS-SSIM, as ``pytorch_msssim.ms_ssim``.
 
     Args:
         x_hat: ``(N, H, W, C)`` reconstructions.
@@ -196,9 +190,10 @@ def ms_ssim_per_image(x_hat: jax.Array, x: jax.Array, win_size: int = 11, data_r
             (:func:`ms_ssim_window` picks a window that fits).
         win_size: taps of the Gaussian window (odd).
         data_range: value range of the images.
+        size_average: average over the batch (else one value per image).
 
     Returns:
-        ``(N,)`` float32, averaged over channels.
+        float32, 0-d or ``(N,)``, averaged over channels (and images).
 
     Raises:
         ValueError: ``win_size`` is even or the images are too small for it.
@@ -219,19 +214,10 @@ def ms_ssim_per_image(x_hat: jax.Array, x: jax.Array, win_size: int = 11, data_r
             a, b = _avg_pool2(a), _avg_pool2(b)
     stack = jnp.stack(mcs + [jax.nn.relu(ssim_pc)])  # (levels, N, C)
     weights = jnp.asarray(MS_SSIM_WEIGHTS, jnp.float32).reshape(-1, 1, 1)
-    return jnp.mean(jnp.prod(stack**weights, axis=0), axis=1)
+    per_image = jnp.mean(jnp.prod(stack**weights, axis=0), axis=1)
+    return jnp.mean(per_image) if size_average else per_image
 
 
-def ms_ssim(x_hat: jax.Array, x: jax.Array, win_size: int = 11, data_range: float = 1.0) -> jax.Array:
-    """Mean MS-SSIM over the batch, as ``pytorch_msssim.ms_ssim(size_average=True)``.
-
-    Args:
-        x_hat: ``(N, H, W, C)`` reconstructions.
-        x: ``(N, H, W, C)`` references (see :func:`ms_ssim_per_image`).
-        win_size: taps of the Gaussian window (odd).
-        data_range: value range of the images.
-
-    Returns:
-        0-d float32: the mean of :func:`ms_ssim_per_image`.
-    """
-    return jnp.mean(ms_ssim_per_image(x_hat, x, win_size, data_range))
+def ms_ssim_per_image(x_hat: jax.Array, x: jax.Array, win_size: int = 11, data_range: float = 1.0) -> jax.Array:
+    """:func:`ms_ssim` of each image, ``(N,)``."""
+    return ms_ssim(x_hat, x, win_size, data_range, size_average=False)
