@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -236,8 +237,8 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
     if resume and manager.latest_step() is not None:
         state, meta = checkpointing.restore(run_dir, state, "latest", manager)
         if meta["preprocessing_params"] != preprocessing:
-            print("warning: the data's preprocessing differs from the checkpoint's; keeping the checkpoint's",
-                  file=sys.stderr)
+            warnings.warn("the data's preprocessing differs from the checkpoint's; keeping the checkpoint's",
+                          stacklevel=2)
             preprocessing = meta["preprocessing_params"]
         if meta.get("partial_epoch"):
             progress = EpochProgress(**meta["partial_epoch"])
