@@ -28,12 +28,8 @@ from sar_jax.core import tb
 from sar_jax.core.config import RESUME_OVERRIDABLE, config_from_dict
 from sar_jax.core.early_stopping import EarlyStopping
 from sar_jax.core.errors import SarJaxError
-from sar_jax.core.rundir import (
-    append_log,
-    prepare_run_dir,
-    truncate_log,
-    write_json_atomic,
-)
+from sar_jax.core.files import write_json_atomic
+from sar_jax.core.rundir import append_log, prepare_run_dir, truncate_log
 from sar_jax.core.visualize import save_reconstructions_png
 from sar_jax.data.batching import BatchIterator
 from sar_jax.data.pipeline import build_datasets, make_loaders
