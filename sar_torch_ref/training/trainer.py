@@ -201,7 +201,7 @@ def train_and_evaluate(config: dict[str, Any] | None, config_name: str, run_dir:
               f"({stopper.bad_epochs} epochs without improvement); not training further")
     elif start_epoch >= epochs:
         print(f"checkpoint epoch {start_epoch} >= train.epochs = {epochs}; nothing to train "
-              "(raise it with --set train.epochs=N)")
+              "(raise train.epochs)")
 
     writer = tb.open_writer(run_dir, purge_step=start_epoch + 1 if continued else None)
     try:
