@@ -181,8 +181,11 @@ def test_cli_bad_inputs(tmp_path, capsys, trained_sd):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
     assert "cannot be read" in _cli_error(["--from-torch", str(corrupt), "--out", str(tmp_path / "r")], capsys)
-    assert "is a directory" in _cli_error(["--from-torch", str(tmp_path), "--out", str(tmp_path / "r")], capsys)
-    assert "is a file" in _cli_error(["--to-torch", str(corrupt), "--out", str(tmp_path / "x.pt")], capsys)
+    # the library names its parameters (ckpt_path, run_dir, out); the command line names the flags
+    assert _cli_error(["--from-torch", str(tmp_path), "--out", str(tmp_path / "r")], capsys).startswith(
+        f"error: --from-torch {tmp_path}: is a directory")
+    assert _cli_error(["--to-torch", str(corrupt), "--out", str(tmp_path / "x.pt")], capsys).startswith(
+        f"error: --to-torch {corrupt}: is a file")
     assert "no such run directory" in _cli_error(["--to-torch", str(tmp_path / "none"), "--out",
                                                   str(tmp_path / "x.pt")], capsys)
     assert "no checkpoints" in _cli_error(["--to-torch", str(tmp_path), "--out", str(tmp_path / "x.pt")], capsys)
@@ -196,8 +199,10 @@ def test_cli_bad_inputs(tmp_path, capsys, trained_sd):
     _saved_model_checkpoint(good, sd=trained_sd)
     run = tmp_path / "run"
     assert main(["--from-torch", str(good), "--out", str(run)]) == 0
-    assert "is a directory" in _cli_error(["--to-torch", str(run), "--out", str(run)], capsys)
-    assert "already holds a run" in _cli_error(["--from-torch", str(good), "--out", str(run)], capsys)
+    assert _cli_error(["--to-torch", str(run), "--out", str(run)], capsys).startswith(
+        f"error: --out {run}: is a directory")
+    line = _cli_error(["--from-torch", str(good), "--out", str(run)], capsys)
+    assert line.startswith(f"error: --out {run}: already holds a run") and "--overwrite" in line
     assert main(["--from-torch", str(good), "--out", str(run), "--overwrite"]) == 0
     shutil.rmtree(run / "checkpoints")
     assert "checkpoints" in _cli_error(["--to-torch", str(run), "--out", str(tmp_path / "x.pt")], capsys)
