@@ -1,14 +1,7 @@
 """Shared inference helpers: load a run for inference, jitted encode/decode/reconstruct, units,
 and the evaluation metrics that are not training losses (MS-SSIM, ENL, mean preservation).
 
-MS-SSIM on the JAX side is written here in JAX (:func:`ms_ssim_per_image`), following
-``pytorch_msssim.ms_ssim`` line by line: the same 1-D Gaussian window (sigma 1.5) applied
-separably without padding, K = (0.01, 0.03), five levels weighted (0.0448, 0.2856, 0.3001,
-0.2363, 0.1333), ``relu`` on the contrast terms of levels 1-4 and on the last level's SSIM,
-2x2 average pooling with ``padding = size % 2`` (zeros counted). dm-pix has no MS-SSIM; writing
-it in JAX keeps the JAX evaluation free of torch and jit-compiled on the device, and makes the
-JAX-vs-torch comparison of ``sar_jax.evaluate --framework`` a check of two implementations.
-The tests compare it with pytorch-msssim.
+MS-SSIM lives in :mod:`sar_jax.metrics.ssim` (imported here for this module's callers).
 """
 
 from __future__ import annotations
@@ -25,11 +18,11 @@ import numpy as np
 
 from sar_jax.core.config import config_from_dict
 from sar_jax.core.errors import SarJaxError
+from sar_jax.metrics.ssim import ms_ssim_per_image, ms_ssim_window  # noqa: F401
 from sar_jax.nn.models import SARAutoencoder
 from sar_jax.ops.micro_batches import map_micro_batches
 from sar_jax.training import checkpointing
 
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 LATENT_DTYPES = {"float16": np.float16, "float32": np.float32}
 LINEAR_UNITS = ("intensity", "amplitude")
 
@@ -157,84 +150,6 @@ def resolve_units(params: dict[str, Any], is_8bit: bool, units: str | None = Non
                           f"checkpoint was trained on {trained}; there is no calibrated mapping between "
                           "them (use --units to say what the values are, or a matching checkpoint)")
     return dict(params, mode=units)
-
-
-# --------------------------------------------------------------------------- MS-SSIM (JAX)
-
-
-def ms_ssim_window(size: int, preferred: int = 11) -> int | None:
-    """The largest odd window <= ``preferred`` for which MS-SSIM's 4 downsamplings fit an image
-    whose smaller side is ``size`` (pytorch-msssim requires ``size > (win - 1) * 16``); None when
-    even a 3-pixel window does not fit (smaller than 33 px)."""
-    win = preferred if preferred % 2 else preferred - 1
-    while win >= 3:
-        if size > (win - 1) * 16:
-            return win
-        win -= 2
-    return None
-
-
-def _gauss_1d(size: int, sigma: float = 1.5) -> np.ndarray:
-    coords = np.arange(size, dtype=np.float32) - size // 2
-    g = np.exp(-(coords**2) / (2 * sigma**2)).astype(np.float32)
-    return g / g.sum()
-
-
-def _filter(x: jax.Array, win: jax.Array) -> jax.Array:
-    """Separable valid Gaussian filter of (N, H, W, C), like pytorch-msssim's gaussian_filter."""
-    n, h, w, c = x.shape
-    k = win.shape[0]
-    y = x.transpose(0, 3, 1, 2).reshape(n * c, 1, h, w)
-    if h >= k:
-        y = jax.lax.conv_general_dilated(y, win.reshape(1, 1, k, 1), (1, 1), "VALID",
-                                         precision=jax.lax.Precision.HIGHEST)
-    if w >= k:
-        y = jax.lax.conv_general_dilated(y, win.reshape(1, 1, 1, k), (1, 1), "VALID",
-                                         precision=jax.lax.Precision.HIGHEST)
-    return y.reshape(n, c, y.shape[2], y.shape[3]).transpose(0, 2, 3, 1)
-
-
-def _ssim_cs(x: jax.Array, y: jax.Array, win: jax.Array, data_range: float) -> tuple[jax.Array, jax.Array]:
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu1, mu2 = _filter(x, win), _filter(y, win)
-    mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    s1 = _filter(x * x, win) - mu1_sq
-    s2 = _filter(y * y, win) - mu2_sq
-    s12 = _filter(x * y, win) - mu12
-    cs_map = (2 * s12 + c2) / (s1 + s2 + c2)
-    ssim_map = ((2 * mu12 + c1) / (mu1_sq + mu2_sq + c1)) * cs_map
-    return jnp.mean(ssim_map, axis=(1, 2)), jnp.mean(cs_map, axis=(1, 2))  # (N, C)
-
-
-def _avg_pool2(x: jax.Array) -> jax.Array:
-    """torch ``avg_pool2d(kernel 2, padding=size % 2)`` with zero padding counted."""
-    ph, pw = x.shape[1] % 2, x.shape[2] % 2
-    x = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    s = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-    return s / 4.0
-
-
-@functools.partial(jax.jit, static_argnames=("win_size", "data_range"))
-def ms_ssim_per_image(x_hat: jax.Array, x: jax.Array, win_size: int = 11,
-                      data_range: float = 1.0) -> jax.Array:
-    """MS-SSIM of each image (N,) of NHWC batches, as ``pytorch_msssim.ms_ssim(size_average=False)``."""
-    size = min(x.shape[1], x.shape[2])
-    if win_size % 2 == 0 or size <= (win_size - 1) * 16:
-        raise ValueError(f"MS-SSIM with win_size {win_size} needs odd windows and images larger than "
-                         f"{(win_size - 1) * 16} px, got {size}")
-    win = jnp.asarray(_gauss_1d(win_size))
-    a, b = x_hat.astype(jnp.float32), x.astype(jnp.float32)
-    mcs = []
-    levels = len(MS_SSIM_WEIGHTS)
-    ssim_pc = None
-    for i in range(levels):
-        ssim_pc, cs = _ssim_cs(a, b, win, data_range)
-        if i < levels - 1:
-            mcs.append(jax.nn.relu(cs))
-            a, b = _avg_pool2(a), _avg_pool2(b)
-    stack = jnp.stack(mcs + [jax.nn.relu(ssim_pc)])  # (levels, N, C)
-    weights = jnp.asarray(MS_SSIM_WEIGHTS, jnp.float32).reshape(-1, 1, 1)
-    return jnp.mean(jnp.prod(stack**weights, axis=0), axis=1)
 
 
 # --------------------------------------------------------------------------- SAR statistics
