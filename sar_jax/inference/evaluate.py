@@ -15,14 +15,17 @@ Per image (patch) and on average:
   in JAX (:func:`sar_jax.inference.run.ms_ssim_per_image`) for ``jax``. Its 4 downsamplings need
   images larger than ``(win - 1) * 16`` px, so the window is the largest odd size <= 11 that fits
   (recorded as ``ms_ssim_window``; 3 for 64 px patches), or MS-SSIM is null below 33 px;
-- ENL (mean^2 / var of intensity; amplitude is squared first; 8-bit log views as they are) of
-  input and reconstruction on the input's 3 most homogeneous windows (lowest coefficient of
-  variation, avoiding clipped pixels), and ``enl_ratio = ENL(recon) / ENL(input)``;
-- ``mean_ratio = mean(recon) / mean(input)`` in the data's units (after the exact inverse of
-  the preprocessing);
-- compression ratio: input bits (32 per pixel for float data, 8 for log8) over latent bits at
-  the stored precision (``--latent-dtype``, float16 by default). The reconstruction is decoded
-  from the latent cast to that precision, so the quality numbers match the ratio.
+- ENL (:mod:`sar_jax.metrics.sar_stats`: pooled and bias-corrected, on windows chosen on an
+  independent half of their pixels, in linear intensity; not reported for 8-bit log views) of
+  input and reconstruction, and ``enl_ratio = ENL(recon) / ENL(input)``; no-data pixels are
+  left out of every metric's windows;
+- ``mean_ratio = mean(recon) / mean(input)`` over valid pixels in the data's linear units;
+  with ``--data`` both ENL and the mean ratio use the ORIGINAL input values (not the clipped
+  ones the model sees);
+- compression ratio: input bits per pixel (from the dtype actually read: 8 for uint8, 16 for
+  uint16, 32 for float32, 64 for complex64) over latent bits per pixel at the stored precision
+  (``--latent-dtype``, float16 by default). The reconstruction is decoded from the latent cast to
+  that precision, so the quality numbers match the ratio.
 
 Writes ``report.json``, ``report.md`` and ``panels.png`` (input | reconstruction | |difference|
 | histograms) under ``--out`` (default ``RUN_DIR/eval-<framework>``) and prints the summary.
@@ -47,6 +50,7 @@ from sar_jax.data.patches import Region, extract_patches
 from sar_jax.data.preprocess import denormalize, normalize
 from sar_jax.data.readers import list_sar_files, read_sar
 from sar_jax.inference.scene_io import write_atomic
+from sar_jax.metrics import sar_stats
 
 QUALITY_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 SAR_KEYS = ("enl_input", "enl_recon", "enl_ratio", "mean_ratio")
@@ -59,10 +63,13 @@ class EvalSet:
     """Normalised images and where they came from."""
 
     images: np.ndarray  # (N, P, P, 1) float32 in [0, 1]
+    raw: np.ndarray | None  # (N, P, P) the original values in params["mode"] units (None: not available)
+    valid: np.ndarray | None  # (N, P, P) bool: not no-data
     names: list[str]
     sources: list[str]
     params: dict[str, Any]  # preprocessing params with mode = the data's units
     input_bits: int
+    phase_dropped: bool
     description: str
 
 
@@ -85,31 +92,34 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None) -> EvalS
                   else str(run.config["data"]["path"]))
         names = [f"test[{i}]" for i in range(len(images))]
         bits = 8 if params["mode"] == "log8" else 32
-        return EvalSet(images.astype(np.float32), names, [source] * len(images), dict(params), bits,
-                       f"test split of the checkpoint's data: {source}")
-    images, names, sources = [], [], []
+        return EvalSet(images.astype(np.float32), None, None, names, [source] * len(images), dict(params), bits,
+                       False, f"test split of the checkpoint's data: {source}")
+    images, raws, valids, names, sources = [], [], [], [], []
     used = None
-    bits = 32
+    bits, phase_dropped = 32, False
     for f in list_sar_files(data):
         img = read_sar(f, band=run.config["data"]["band"], strict=run.config["data"]["strict"])
+        bits = sar_stats.bits_per_pixel(img.meta.get("dtype", "uint8"))
+        phase_dropped = phase_dropped or img.meta.get("dtype", "").startswith("complex")
         file_params = resolve_units(params, img.kind == "log8", units, f"--data {f}")
         if used is not None and file_params["mode"] != used["mode"]:
             raise SarJaxError(f"--data {data}: files mix kinds of values ({used['mode']}, {file_params['mode']})")
         used = file_params
-        bits = 8 if file_params["mode"] == "log8" else 32
         h, w = img.data.shape
         if h < patch or w < patch:
             print(f"warning: {f}: {h}x{w} is smaller than the patch size {patch}; skipped", file=sys.stderr)
             continue
         raw = extract_patches(img.data, Region(0, 0, h, 0, w), patch, patch)
         images.append(normalize(raw, file_params)[..., None])
+        raws.append(raw)
+        valids.append(np.isfinite(raw) & ((raw != 0) if file_params["mode"] != "log8" else True))
         cols = len(range(0, w - patch + 1, patch))
         names += [f"{f.name}[{(k // cols) * patch},{(k % cols) * patch}]" for k in range(len(raw))]
         sources += [f.name] * len(raw)
     if not images:
         raise SarJaxError(f"--data {data}: no image holds a {patch}x{patch} patch (data.patch_size)")
-    return EvalSet(np.concatenate(images), names, sources, used, bits,
-                   f"{data}: non-overlapping {patch}x{patch} patches, checkpoint preprocessing")
+    return EvalSet(np.concatenate(images), np.concatenate(raws), np.concatenate(valids), names, sources, used, bits,
+                   phase_dropped, f"{data}: non-overlapping {patch}x{patch} patches, checkpoint preprocessing")
 
 
 # --------------------------------------------------------------------------- frameworks
@@ -199,10 +209,8 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
 
     if framework not in ("jax", "torch"):
         raise SarJaxError(f"--framework {framework}: expected jax or torch")
-    if latent_dtype not in inference.LATENT_DTYPES:
+    if latent_dtype not in ("float16", "float32"):
         raise SarJaxError(f"--latent-dtype {latent_dtype}: expected float16 or float32")
-    if not Path(checkpoint).is_dir():
-        raise SarJaxError(f"--checkpoint {checkpoint}: no such run directory")
     if data is not None and not Path(data).exists():
         raise SarJaxError(f"--data {data}: no such file or folder")
     run = inference.load_run(checkpoint, "best")
@@ -217,13 +225,15 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     batch = batch_size or run.config["train"]["batch_size"]
     runner = run_jax if framework == "jax" else run_torch
     x_hat, latent_shape, quality = runner(run, es.images, latent_dtype, batch, ssim_window, ms_window)
-    x_lin = denormalize(es.images[..., 0], es.params)
+    x_lin = es.raw if es.raw is not None else denormalize(es.images[..., 0], es.params)
     x_hat_lin = denormalize(x_hat[..., 0], es.params)
-    clipped = (es.images[..., 0] <= 0.0) | (es.images[..., 0] >= 1.0)
-    ratio = inference.compression_ratio(es.images.shape[1:3], latent_shape, es.input_bits, latent_dtype)
+    latent_bpp = sar_stats.latent_bits_per_pixel(size * size, latent_elements=int(np.prod(latent_shape)),
+                                                 latent_dtype=latent_dtype)
+    ratio = es.input_bits / latent_bpp
     rows = []
     for k, name in enumerate(es.names):
-        sar = inference.sar_statistics(x_lin[k], x_hat_lin[k], es.params["mode"], ~clipped[k])
+        sar = sar_stats.sar_statistics(x_lin[k], x_hat_lin[k], es.params["mode"],
+                                       None if es.valid is None else es.valid[k])
         row = {"name": name, "source": es.sources[k]}
         row.update({key: _clean(quality[key][k]) if key in quality else None for key in QUALITY_KEYS})
         row.update({key: _clean(sar[key]) for key in SAR_KEYS})
@@ -240,7 +250,8 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         "step": run.metadata.get("step"), "framework": framework, "data": es.description,
         "units": es.params["mode"], "preprocessing_params": es.params, "image_size": [size, size],
         "num_images": len(rows), "latent_dtype": latent_dtype, "latent_shape": list(latent_shape),
-        "input_bits_per_pixel": es.input_bits, "compression_ratio": ratio, "ssim_window": ssim_window,
+        "input_bits_per_pixel": es.input_bits, "latent_bits_per_pixel": latent_bpp,
+        "compression_ratio": ratio, "ssim_window": ssim_window,
         "ms_ssim_window": ms_window,
         "ms_ssim_implementation": ("pytorch_msssim.ms_ssim" if framework == "torch"
                                    else "sar_jax.inference.run.ms_ssim_per_image (JAX port of pytorch_msssim.ms_ssim)"),
@@ -268,13 +279,21 @@ def _notes(es: EvalSet, ms_window: int | None, size: int) -> list[str]:
                      "(needs > 32 px with a 3 px window)")
     elif ms_window != 11:
         notes.append(f"MS-SSIM uses a {ms_window} px Gaussian window (11 needs images > 160 px; these are {size} px)")
-    if es.params["mode"] == "log8":
-        notes.append("log8 input: ENL and mean ratio are computed on the 8-bit log-scaled values (no calibration "
-                     "back to linear units exists for them), so they compare input and reconstruction only")
-    elif es.params["mode"] == "amplitude":
-        notes.append("ENL is computed on intensity (amplitude squared); the mean ratio on amplitude")
-    notes.append("ENL: mean over the 3 lowest-coefficient-of-variation windows of each input image; "
-                 "enl_ratio > 1 means the reconstruction is smoother (despeckled) there")
+    reason = sar_stats.enl_unavailable_reason(es.params["mode"])
+    if reason:
+        notes.append(reason + "; the mean ratio compares the 8-bit values")
+    else:
+        if es.params["mode"] == "amplitude":
+            notes.append("ENL is computed on intensity (amplitude squared); the mean ratio on amplitude")
+        notes.append("ENL: pooled over the 25% most homogeneous 16 px windows of each image (chosen on one "
+                     "checkerboard half of their pixels, measured on the other); enl_ratio > 1 means the "
+                     "reconstruction is smoother (despeckled) there")
+    if es.raw is None:
+        notes.append("test split: ENL and mean ratio use the inputs after clipping to the checkpoint's range "
+                     "(the split is stored normalised)")
+    if es.phase_dropped:
+        notes.append(f"the input is complex ({es.input_bits} bits/px with phase); the phase was dropped, so the "
+                     "compression ratio compares against bits the model never sees")
     return notes
 
 
@@ -332,27 +351,32 @@ def markdown_report(report: dict[str, Any]) -> str:
 
 
 def save_panels(x: np.ndarray, x_hat: np.ndarray, rows: list[dict[str, Any]], path: Path) -> None:
-    """input | reconstruction | |difference| | histograms of both, one row per image."""
+    """input | reconstruction | |difference| | histograms of both, one row per image; every image
+    panel has a colour bar, and all |difference| panels share one scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(x)
-    fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
+    diffs = np.abs(x - x_hat)
+    dmax = float(max(diffs.max(), 1e-6))
+    fig, axes = plt.subplots(n, 4, figsize=(14, 3 * n), squeeze=False)
     for i in range(n):
-        diff = np.abs(x[i] - x_hat[i])
-        for ax, img, title, vmax in ((axes[i][0], x[i], f"input {rows[i]['name']}", 1.0),
-                                     (axes[i][1], x_hat[i], f"reconstruction {_fmt(rows[i]['psnr'], 2)} dB", 1.0),
-                                     (axes[i][2], diff, f"|difference| (max {diff.max():.2f})", None)):
-            ax.imshow(img, cmap="gray", vmin=0.0, vmax=vmax)
+        psnr = _fmt(rows[i]["psnr"], 2)
+        for ax, img, title, vmax, cmap in (
+                (axes[i][0], x[i], f"input {rows[i]['name']} (normalised)", 1.0, "gray"),
+                (axes[i][1], x_hat[i], f"reconstruction, PSNR {psnr} (data range 1)", 1.0, "gray"),
+                (axes[i][2], diffs[i], f"|difference| (max {diffs[i].max():.2f}; common scale)", dmax, "magma")):
+            im = ax.imshow(img, cmap=cmap, vmin=0.0, vmax=vmax)
             ax.set_title(title, fontsize=8)
             ax.axis("off")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
         ax = axes[i][3]
         bins = np.linspace(0, 1, 65)
         ax.hist(x[i].ravel(), bins=bins, alpha=0.6, label="input")
         ax.hist(x_hat[i].ravel(), bins=bins, alpha=0.6, label="reconstruction")
-        ax.set_title("histogram (normalised values)", fontsize=8)
+        ax.set_title("histogram of normalised values (0 = clip min, 1 = clip max)", fontsize=8)
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
     fig.tight_layout()

@@ -1,5 +1,5 @@
 """Shared inference helpers: load a run for inference, jitted encode/decode/reconstruct, units,
-and the evaluation metrics that are not training losses (MS-SSIM, ENL, mean preservation).
+and MS-SSIM (SAR statistics and bit rates live in :mod:`sar_jax.metrics.sar_stats`).
 
 MS-SSIM on the JAX side is written here in JAX (:func:`ms_ssim_per_image`), following
 ``pytorch_msssim.ms_ssim`` line by line: the same 1-D Gaussian window (sigma 1.5) applied
@@ -30,7 +30,6 @@ from sar_jax.ops.micro_batches import map_micro_batches
 from sar_jax.training import checkpointing
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-LATENT_DTYPES = {"float16": np.float16, "float32": np.float32}
 LINEAR_UNITS = ("intensity", "amplitude")
 
 
@@ -52,12 +51,28 @@ class LoadedRun:
     state: Any  # the full restored TrainState (step, optimizer and plateau states, ...)
 
 
+def check_not_torch(path: Path) -> None:
+    """A PyTorch checkpoint (a ``sar_torch_ref`` ``.pt`` file or run directory) gets the exact
+    conversion command to run instead of a dead end."""
+    pt = None
+    if path.is_file() and path.suffix == ".pt":
+        pt = path
+    elif path.is_dir() and not any(p.is_dir() for p in (path / "checkpoints").glob("*")):  # no Orbax steps
+        pt = next((d / name for d in (path / "checkpoints", path) for name in ("best.pt", "last.pt")
+                   if (d / name).is_file()), None)
+    if pt is not None:
+        out = (path if path.is_dir() else path.with_suffix("")).with_name(f"{path.stem}-jax")
+        raise SarJaxError(f"checkpoint {path}: a PyTorch (sar_torch_ref) checkpoint; convert it to a sar_jax run "
+                          f"first: python -m sar_jax.convert --from-torch {pt} --out {out}")
+
+
 def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
     """Restore the ``best`` (or ``latest``) checkpoint of a sar_jax run directory, with the
     config and preprocessing_params it was trained with. Always float32 compute."""
     from sar_jax.training.state import create_train_state
 
     path = Path(run_dir)
+    check_not_torch(path)
     if not path.exists():
         raise SarJaxError(f"checkpoint {path}: no such run directory")
     if not path.is_dir():
@@ -235,77 +250,3 @@ def ms_ssim_per_image(x_hat: jax.Array, x: jax.Array, win_size: int = 11,
     stack = jnp.stack(mcs + [jax.nn.relu(ssim_pc)])  # (levels, N, C)
     weights = jnp.asarray(MS_SSIM_WEIGHTS, jnp.float32).reshape(-1, 1, 1)
     return jnp.mean(jnp.prod(stack**weights, axis=0), axis=1)
-
-
-# --------------------------------------------------------------------------- SAR statistics
-
-
-def to_power(linear: np.ndarray, units: str) -> np.ndarray:
-    """Values on which ENL is computed: intensity (amplitude squared); log8 values as they are
-    (an 8-bit log view has no calibration back to linear units)."""
-    v = np.asarray(linear, np.float64)
-    return v * v if units == "amplitude" else v
-
-
-def homogeneous_windows(power: np.ndarray, valid: np.ndarray | None = None, count: int = 3,
-                        window: int | None = None) -> list[tuple[int, int, int]]:
-    """The ``count`` non-overlapping square windows (row, col, size) of lowest coefficient of
-    variation (std / mean) of ``power``; windows with clipped pixels (``valid`` False) are
-    avoided when others exist. Windows are ``min(H, W) // 4`` px (8 to 32), on a half-window grid."""
-    h, w = power.shape
-    size = window or int(np.clip(min(h, w) // 4, 8, 32))
-    size = min(size, h, w)
-    step = max(1, size // 2)
-    cands = []
-    for r in range(0, h - size + 1, step):
-        for c in range(0, w - size + 1, step):
-            block = power[r:r + size, c:c + size]
-            mean = float(block.mean())
-            std = float(block.std())
-            if mean <= 0 or std <= 0:
-                continue
-            clean = valid is None or bool(valid[r:r + size, c:c + size].all())
-            cands.append((not clean, std / mean, r, c))
-    cands.sort()
-    chosen: list[tuple[int, int, int]] = []
-    for _, _, r, c in cands:
-        if all(abs(r - r2) >= size or abs(c - c2) >= size for r2, c2, _ in chosen):
-            chosen.append((r, c, size))
-            if len(chosen) == count:
-                break
-    return chosen
-
-
-def enl(power: np.ndarray, windows: list[tuple[int, int, int]]) -> float | None:
-    """Equivalent number of looks mean^2 / var, averaged over the windows (None without any)."""
-    values = []
-    for r, c, s in windows:
-        block = np.asarray(power[r:r + s, c:c + s], np.float64)
-        var = block.var()
-        if var > 0:
-            values.append(block.mean() ** 2 / var)
-    return float(np.mean(values)) if values else None
-
-
-def sar_statistics(x_lin: np.ndarray, x_hat_lin: np.ndarray, units: str,
-                   valid: np.ndarray | None = None) -> dict[str, Any]:
-    """ENL of input and reconstruction on the input's most homogeneous windows, their ratio
-    (recon / input, > 1 = smoother), and the mean-preservation ratio mean(recon) / mean(input),
-    all in the data's units."""
-    p_in, p_out = to_power(x_lin, units), to_power(x_hat_lin, units)
-    windows = homogeneous_windows(p_in, valid)
-    enl_in, enl_out = enl(p_in, windows), enl(p_out, windows)
-    mean_in = float(np.mean(np.asarray(x_lin, np.float64)))
-    return {
-        "enl_input": enl_in, "enl_recon": enl_out,
-        "enl_ratio": (enl_out / enl_in) if (enl_in and enl_out is not None) else None,
-        "mean_ratio": float(np.mean(np.asarray(x_hat_lin, np.float64))) / mean_in if mean_in > 0 else None,
-        "enl_windows": [list(w) for w in windows],
-    }
-
-
-def compression_ratio(image_shape: tuple[int, int], latent_shape: tuple[int, ...], input_bits: int,
-                      latent_dtype: str) -> float:
-    """Input bits / latent bits at the stored latent precision."""
-    latent_bits = int(np.prod(latent_shape)) * np.dtype(LATENT_DTYPES[latent_dtype]).itemsize * 8
-    return float(image_shape[0] * image_shape[1] * input_bits) / latent_bits

@@ -133,24 +133,26 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
 def read_padded(read: Callable[[tuple[int, int, int, int]], np.ndarray], shape: tuple[int, int],
                 rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Rows ``[r0, r1)`` x cols ``[c0, c1)`` of the scene reflection-padded beyond ``shape``, from
-    ``read((r0, c0, h, w))`` of the bounding window of the scene pixels they need (one read)."""
+    ``read((r0, c0, h, w))`` of the bounding window of the scene pixels they need (one read; the
+    last two axes of what it returns are rows and columns)."""
     ri = reflect_index(np.arange(*rows), shape[0])
     ci = reflect_index(np.arange(*cols), shape[1])
     r0, c0 = int(ri.min()), int(ci.min())
     block = read((r0, c0, int(ri.max()) - r0 + 1, int(ci.max()) - c0 + 1))
     if ri[-1] - ri[0] == len(ri) - 1 and ci[-1] - ci[0] == len(ci) - 1:  # inside the scene: no copy
         return block
-    return block[np.ix_(ri - r0, ci - c0)]
+    return block[..., (ri - r0)[:, None], (ci - c0)[None, :]]
 
 
-def window_tiles(grid: TileGrid, read_band: Callable[[int, int], np.ndarray]
+def window_tiles(grid: TileGrid, read_band: Callable[[int, int], np.ndarray], scale: int = 1
                  ) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
     """``((i, j), window)`` in row-major order; ``read_band(s, n)`` returns padded rows ``[s, s + n)``
-    over the whole padded width, read once per tile row."""
+    over the whole padded width, read once per tile row. ``scale``: the bands' resolution relative
+    to the scene (16 for latents; ``s`` and ``n`` stay in scene pixels)."""
     for i, (_, _, s) in enumerate(grid.rows.tiles()):
         band = read_band(s, grid.rows.window)
         for j, (_, _, sc) in enumerate(grid.cols.tiles()):
-            yield (i, j), band[:, sc:sc + grid.cols.window]
+            yield (i, j), band[:, sc // scale:(sc + grid.cols.window) // scale]
 
 
 def batched_apply(items: Iterable[tuple[Any, np.ndarray]], fn: Callable[[np.ndarray], Any],
