@@ -80,7 +80,7 @@ def write_latent(path: str | Path, z: np.ndarray, latent_dtype: str, *, crs: Any
 
     p = Path(path)
     stored, scales, offsets = quantize(z, latent_dtype)
-    extra = {"compress": "zstd", "transform": (transform or Affine.identity()) * Affine.scale(16), "crs": crs}
+    extra = {"compress": "zstd", "transform": (transform or Affine.identity()) @ Affine.scale(16), "crs": crs}
     if latent_dtype == "float16":
         extra["nbits"] = 16
     profile = geotiff_profile(stored.dtype, stored.shape[1:], stored.shape[0], **extra)

@@ -247,7 +247,7 @@ def decode_latent(latent: str | Path, output: str | Path, *, checkpoint: str | P
             raise SarJaxError(f"latent {latent}: {lat.shape[0]} x {lat.shape[1]} does not match its scene size "
                               f"{h} x {w} (expected {grid.rows.padded // 16} x {grid.cols.padded // 16})")
         writer = SceneWriter(out_path, (h, w), output_dtype(params["mode"]), crs=lat.crs,
-                             transform=None if lat.transform is None else lat.transform * lat.transform.scale(1 / 16))
+                             transform=None if lat.transform is None else lat.transform @ lat.transform.scale(1 / 16))
         images = TileRows(grid, lambda r0, b: writer.write(r0, to_units(b[..., 0], params)))
         decode = inference.decode_fn(run.model)
         t0 = time.perf_counter()
