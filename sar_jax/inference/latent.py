@@ -35,14 +35,15 @@ _INT8_MAX = 127
 
 
 def fingerprint(variables: dict[str, Any]) -> str:
-    """SHA-256 (first 16 hex digits) of a model's parameters and BatchNorm statistics, in float32."""
+    """``sha256:`` + the first 16 hex digits of the SHA-256 of a model's parameters and BatchNorm
+    statistics (float32 bytes, in key order)."""
     import jax
 
     h = hashlib.sha256()
     for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(variables)[0], key=lambda kv: str(kv[0])):
         h.update(jax.tree_util.keystr(path).encode())
         h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
-    return h.hexdigest()[:16]
+    return f"sha256:{h.hexdigest()[:16]}"
 
 
 def quantize(z: np.ndarray, latent_dtype: str) -> tuple[np.ndarray, list[float], list[float]]:
@@ -106,6 +107,17 @@ def write_latent(path: str | Path, z: np.ndarray, latent_dtype: str, *, crs: Any
     return p.stat().st_size
 
 
+REQUIRED_TAGS = ("scene_shape", "preprocessing_params", "model_config", "checkpoint_fingerprint", "checkpoint")
+
+
+def _tag_value(text: str) -> Any:
+    """A tag written by :func:`write_latent`: JSON for structured values, plain text for strings."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 class LatentRaster:
     """An opened latent file: its metadata (:attr:`info`) and row bands read on demand."""
 
@@ -125,12 +137,12 @@ class LatentRaster:
         if tags.get("SAR_JAX_FORMAT") != LATENT_FORMAT:
             self._ds.close()
             raise SarJaxError(f"latent {self.path}: not a sar_jax latent raster (no SAR_JAX_FORMAT={LATENT_FORMAT} tag)")
-        try:
-            self.info = {k.lower(): json.loads(v) for k, v in tags.items()
-                         if k not in ("SAR_JAX_FORMAT", "LATENT_DTYPE", "AREA_OR_POINT")}
-        except json.JSONDecodeError as exc:
+        self.info = {k.lower(): _tag_value(v) for k, v in tags.items()
+                     if k not in ("SAR_JAX_FORMAT", "LATENT_DTYPE", "AREA_OR_POINT")}
+        missing = [k for k in REQUIRED_TAGS if k not in self.info]
+        if missing:
             self._ds.close()
-            raise SarJaxError(f"latent {self.path}: corrupt metadata tag ({exc})") from None
+            raise SarJaxError(f"latent {self.path}: missing metadata tags {', '.join(k.upper() for k in missing)}")
         self.info["latent_dtype"] = tags["LATENT_DTYPE"]
         self.scales, self.offsets = list(self._ds.scales), list(self._ds.offsets)
         self.shape = (self._ds.height, self._ds.width, self._ds.count)

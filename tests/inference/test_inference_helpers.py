@@ -1,4 +1,4 @@
-"""sar_jax.inference: loading a run, jitted calls, units, MS-SSIM, ENL, compression ratio."""
+"""sar_jax.inference: loading a run (and PyTorch checkpoints pointed at conversion), jitted calls, units, MS-SSIM."""
 
 from __future__ import annotations
 
@@ -47,31 +47,6 @@ def test_units_intensity_and_amplitude_share_the_db_scale_log8_does_not():
     assert inference.resolve_units(log8, False, "log8")["mode"] == "log8"
 
 
-def test_enl_finds_homogeneous_windows_and_the_number_of_looks():
-    rng = np.random.default_rng(0)
-    looks = 4.0
-    scene = np.ones((96, 96))
-    scene[:, 48:] = np.linspace(1, 50, 48)[None, :]  # a ramp: not homogeneous
-    noisy = scene * rng.gamma(looks, 1 / looks, scene.shape)
-    windows = inference.homogeneous_windows(noisy)
-    assert len(windows) == 3 and all(c + s <= 48 + s // 2 for _, c, s in windows)
-    stats = inference.sar_statistics(noisy, scene, "intensity")
-    assert stats["enl_input"] == pytest.approx(looks, rel=0.35)
-    assert stats["enl_recon"] is None  # a constant reconstruction has no variance
-    smooth = inference.sar_statistics(noisy, scene * rng.gamma(40, 1 / 40, scene.shape), "intensity")
-    assert smooth["enl_ratio"] > 5
-    assert smooth["mean_ratio"] == pytest.approx(scene.mean() / noisy.mean(), rel=0.05)
-    # amplitude: ENL on the intensity
-    amp = inference.sar_statistics(np.sqrt(noisy), np.sqrt(noisy), "amplitude")
-    assert amp["enl_input"] == pytest.approx(stats["enl_input"], rel=1e-6) and amp["enl_ratio"] == 1.0
-
-
-def test_compression_ratio():
-    # 32x32 float32 image -> 2x2x4 float16 latent
-    assert inference.compression_ratio((32, 32), (2, 2, 4), 32, "float16") == 128.0
-    assert inference.compression_ratio((32, 32), (2, 2, 4), 8, "float32") == 16.0
-
-
 def test_load_run_restores_the_best_checkpoint(intensity_run, intensity_loaded):
     run = intensity_loaded
     assert run.config["model"]["base_channels"] == 4 and run.preprocessing_params["mode"] == "intensity"
@@ -87,3 +62,14 @@ def test_load_run_bad_paths(tmp_path):
         inference.load_run(tmp_path / "missing")
     with pytest.raises(SarJaxError, match="checkpoints"):
         inference.load_run(tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["pt_file", "torch_run_dir"])
+def test_torch_checkpoints_name_the_conversion_command(tmp_path, layout):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"torch")
+    path = tmp_path / "run" / "checkpoints" / "best.pt" if layout == "pt_file" else tmp_path / "run"
+    with pytest.raises(SarJaxError) as err:
+        inference.load_run(path)
+    msg = str(err.value)
+    assert "PyTorch" in msg and f"python -m sar_jax.convert --from-torch {tmp_path}/run/checkpoints/best.pt --out" in msg
