@@ -327,7 +327,8 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines = [
         "# SAR autoencoder evaluation", "",
         f"- checkpoint: `{report['checkpoint']}` (best, epoch {report['epoch']}), framework **{report['framework']}**",
-        f"- data: {report['data']}; {report['num_images']} images of {report['image_size'][0]} px, units {report['units']}",
+        f"- data: {report['data']}; {report['num_images']} images of {report['image_size'][0]} px,"
+        f" units {report['units']}",
         f"- preprocessing (checkpoint's): mode {p['mode']}, clip [{p['vmin']:.3f}, {p['vmax']:.3f}]"
         f" ({'8-bit values' if p['mode'] == 'log8' else 'dB'})",
         f"- latent {report['latent_shape']} {report['latent_dtype']}; input {report['input_bits_per_pixel']} bits/px;"
@@ -342,7 +343,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         "|" + "---|" * 9,
     ]
     for r in report["per_image"][:MD_MAX_ROWS]:
-        lines.append(f"| {r['name']} | {_fmt(r['mse'], 5)} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'])} | {_fmt(r['ms_ssim'])}"
+        lines.append(f"| {r['name']} | {_fmt(r['mse'], 5)} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'])}"
+                     f" | {_fmt(r['ms_ssim'])}"
                      f" | {_fmt(r['enl_input'], 2)} | {_fmt(r['enl_recon'], 2)} | {_fmt(r['enl_ratio'], 3)}"
                      f" | {_fmt(r['mean_ratio'], 4)} |")
     if len(report["per_image"]) > MD_MAX_ROWS:

@@ -136,7 +136,8 @@ class LatentRaster:
         tags = self._ds.tags()
         if tags.get("SAR_JAX_FORMAT") != LATENT_FORMAT:
             self._ds.close()
-            raise SarJaxError(f"latent {self.path}: not a sar_jax latent raster (no SAR_JAX_FORMAT={LATENT_FORMAT} tag)")
+            raise SarJaxError(f"latent {self.path}: not a sar_jax latent raster "
+                              f"(no SAR_JAX_FORMAT={LATENT_FORMAT} tag)")
         self.info = {k.lower(): _tag_value(v) for k, v in tags.items()
                      if k not in ("SAR_JAX_FORMAT", "LATENT_DTYPE", "AREA_OR_POINT")}
         missing = [k for k in REQUIRED_TAGS if k not in self.info]

@@ -306,7 +306,8 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
         clipped = None if r.get("clipped_fraction") is None else 100 * r["clipped_fraction"]
         lines.append(f"| {Path(r['input']).name} | {r['status']} | {fmt(r.get('seconds'), '.1f')} | {size} | "
                      f"{fmt(r.get('bpp'), '.3f')} | {fmt(r.get('compression_ratio'), '.1f')} | "
-                     f"{fmt(r.get('mean_ratio'), '.4f')} | {fmt(clipped, '.2f')}% | {fmt(r.get('invalid_pixels'), 'd')} |")
+                     f"{fmt(r.get('mean_ratio'), '.4f')} | {fmt(clipped, '.2f')}% | "
+                     f"{fmt(r.get('invalid_pixels'), 'd')} |")
     return "\n".join(lines)
 
 

@@ -72,4 +72,5 @@ def test_torch_checkpoints_name_the_conversion_command(tmp_path, layout):
     with pytest.raises(SarJaxError) as err:
         inference.load_run(path)
     msg = str(err.value)
-    assert "PyTorch" in msg and f"python -m sar_jax.convert --from-torch {tmp_path}/run/checkpoints/best.pt --out" in msg
+    pt = tmp_path / "run" / "checkpoints" / "best.pt"
+    assert "PyTorch" in msg and f"python -m sar_jax.convert --from-torch {pt} --out" in msg

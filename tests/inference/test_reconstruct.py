@@ -111,8 +111,8 @@ def test_latents_decode_to_the_direct_reconstruction_at_their_precision(intensit
     np.save(tmp_path / "in.npy", _scene(shape, seed=4))
     common = ["--checkpoint", str(intensity_run), "--input", str(tmp_path / "in.npy"), "--tile", "128"]
     for dt in ("float32", "float16", "int8"):
-        assert _run(common + ["--output", str(tmp_path / f"enc_{dt}.npy"), "--save-latent", str(tmp_path / f"z_{dt}.tif"),
-                              "--latent-dtype", dt]) == 0
+        assert _run(common + ["--output", str(tmp_path / f"enc_{dt}.npy"),
+                              "--save-latent", str(tmp_path / f"z_{dt}.tif"), "--latent-dtype", dt]) == 0
         size = (tmp_path / f"z_{dt}.tif").stat().st_size
         assert f"{size} bytes, {8 * size / (shape[0] * shape[1]):.4f} bits per input pixel" in capsys.readouterr().out
         # decoding needs no --checkpoint: the latent file records it
@@ -194,7 +194,8 @@ def test_folder_mode_skips_finished_scenes_and_reports_failures(intensity_run, t
         np.save(src / f"s{i}.npy", _scene((48, 64 + 16 * i), seed=i))
     (src / "broken.npy").write_bytes(b"not an npy file")
     out, lat = tmp_path / "out", tmp_path / "lat"
-    args = ["--checkpoint", str(intensity_run), "--input", str(src), "--output", str(out), "--save-latent-dir", str(lat)]
+    args = ["--checkpoint", str(intensity_run), "--input", str(src), "--output", str(out),
+            "--save-latent-dir", str(lat)]
     assert _run(args) == 1
     captured = capsys.readouterr()
     assert sorted(p.name for p in out.iterdir()) == ["s0.npy", "s1.npy", "s2.npy"]
