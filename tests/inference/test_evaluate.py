@@ -98,3 +98,35 @@ def test_bad_input_is_one_line_exit_2(intensity_run, tmp_path, capsys, case, mat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
     assert not (tmp_path / "ev").exists()  # nothing written
+
+
+def test_bits_enl_and_mean_ratio_come_from_the_original_input(intensity_run, tmp_path):
+    from sar_jax.training.checkpointing import read_metadata
+
+    p = read_metadata(intensity_run)["preprocessing_params"]
+    hot = 10 ** ((p["vmax"] + 10) / 10)  # 10 dB above the clip range: the model sees 1.0 everywhere
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "hot.npy", (hot * rng.gamma(4, 0.25, (64, 64))).astype(np.float32))
+    np.save(tmp_path / "dn.npy", rng.integers(1, 2000, (64, 64)).astype(np.uint16))
+    reports = {}
+    for name in ("hot", "dn"):
+        args = ["--checkpoint", str(intensity_run), "--data", str(tmp_path / f"{name}.npy"),
+                "--out", str(tmp_path / name)]
+        assert run_main(evaluate.main, args + (["--units", "amplitude"] if name == "dn" else [])) == 0
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    hot_avg = reports["hot"]["average"]
+    # against the original input the reconstruction (at most vmax) keeps about a tenth of the mean
+    assert hot_avg["mean_ratio"] < 0.2
+    assert hot_avg["enl_input"] == pytest.approx(4, rel=0.3)  # the speckle of the input, not of a clipped constant
+    assert reports["dn"]["input_bits_per_pixel"] == 16 and reports["hot"]["input_bits_per_pixel"] == 32
+    assert reports["dn"]["compression_ratio"] == 16 / reports["dn"]["latent_bits_per_pixel"]
+
+
+def test_log8_reports_no_enl_and_says_why(log8_run, tmp_path):
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "v.npy", np.clip(rng.normal(120, 30, (64, 128)), 0, 255).astype(np.uint8))
+    assert run_main(evaluate.main, ["--checkpoint", str(log8_run), "--data", str(tmp_path / "v.npy"),
+                                    "--out", str(tmp_path / "ev")]) == 0
+    r = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert r["average"]["enl_input"] is None and r["average"]["enl_ratio"] is None
+    assert any("ENL not reported" in n for n in r["notes"])
