@@ -36,8 +36,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,14 +47,15 @@ import numpy as np
 
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches
-from sar_jax.data.preprocess import denormalize, normalize
-from sar_jax.data.readers import list_sar_files, read_sar
+from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
+from sar_jax.data.readers import list_sar_files
 from sar_jax.inference.scene_io import write_atomic
 from sar_jax.metrics import sar_stats
 
 QUALITY_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 SAR_KEYS = ("enl_input", "enl_recon", "enl_ratio", "mean_ratio")
-METRIC_KEYS = QUALITY_KEYS + SAR_KEYS
+RATIO_KEYS = ("mean_ratio_uncorrected",)
+METRIC_KEYS = QUALITY_KEYS + SAR_KEYS + RATIO_KEYS
 MD_MAX_ROWS = 40
 
 
@@ -64,28 +65,32 @@ class EvalSet:
 
     images: np.ndarray  # (N, P, P, 1) float32 in [0, 1]
     raw: np.ndarray | None  # (N, P, P) the original values in params["mode"] units (None: not available)
-    valid: np.ndarray | None  # (N, P, P) bool: not no-data
+    valid: np.ndarray | None  # (N, P, P) bool: not no-data (None: all valid)
     names: list[str]
     sources: list[str]
     params: dict[str, Any]  # preprocessing params with mode = the data's units
     input_bits: int
     phase_dropped: bool
+    clipped_fraction: dict[str, float]  # per file: valid pixels outside the checkpoint's clip range
+    skipped_patches: int  # patches left out for holding no-data pixels
     description: str
 
 
-def load_eval_set(run: Any, data: str | None, units: str | None = None) -> EvalSet:
-    """The checkpoint's test split, or ``data`` files cut into patches with the checkpoint's params."""
+def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_clipping: bool = False) -> EvalSet:
+    """The checkpoint's test split, or ``data`` files cut into patches with the checkpoint's params
+    (patches holding any no-data pixel are left out; each file's clipped fraction is checked)."""
     from sar_jax.data.pipeline import build_datasets
-    from sar_jax.inference.run import resolve_units
+    from sar_jax.inference.run import check_clipping, open_input
 
     params = run.preprocessing_params
     patch = run.config["data"]["patch_size"]
     if data is None:
         datasets = build_datasets(run.config)
         if datasets.preprocessing_params != params:
-            print("warning: the rebuilt test split's preprocessing differs from the checkpoint's; "
-                  "renormalising with the checkpoint's", file=sys.stderr)
-            images = normalize(denormalize(datasets.test[..., 0], datasets.preprocessing_params), params)[..., None]
+            warnings.warn("the rebuilt test split's preprocessing differs from the checkpoint's; renormalising "
+                          "with the checkpoint's", stacklevel=2)
+            images = normalize(denormalize(datasets.test[..., 0], datasets.preprocessing_params,
+                                           bias_correction=False), params)[..., None]
         else:
             images = datasets.test
         source = (f"synthetic (seed {run.config['train']['seed']})" if run.config["data"]["source"] == "synthetic"
@@ -93,33 +98,38 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None) -> EvalS
         names = [f"test[{i}]" for i in range(len(images))]
         bits = 8 if params["mode"] == "log8" else 32
         return EvalSet(images.astype(np.float32), None, None, names, [source] * len(images), dict(params), bits,
-                       False, f"test split of the checkpoint's data: {source}")
-    images, raws, valids, names, sources = [], [], [], [], []
+                       False, {}, 0, f"test split of the checkpoint's data: {source}")
+    images, raws, names, sources = [], [], [], []
     used = None
-    bits, phase_dropped = 32, False
+    bits, phase_dropped, clipped, skipped = 32, False, {}, 0
     for f in list_sar_files(data):
-        img = read_sar(f, band=run.config["data"]["band"], strict=run.config["data"]["strict"])
-        bits = sar_stats.bits_per_pixel(img.meta.get("dtype", "uint8"))
-        phase_dropped = phase_dropped or img.meta.get("dtype", "").startswith("complex")
-        file_params = resolve_units(params, img.kind == "log8", units, f"--data {f}")
+        raster, file_params = open_input(f, params, units, run.config["data"]["band"], run.config["data"]["strict"])
         if used is not None and file_params["mode"] != used["mode"]:
             raise SarJaxError(f"--data {data}: files mix kinds of values ({used['mode']}, {file_params['mode']})")
         used = file_params
-        h, w = img.data.shape
+        bits, phase_dropped = raster.bits_per_pixel, phase_dropped or raster.phase_dropped
+        values, valid = raster.read()
+        clipped[f.name] = check_clipping(values[valid], file_params, f"--data {f}", allow_clipping)
+        h, w = values.shape
         if h < patch or w < patch:
-            print(f"warning: {f}: {h}x{w} is smaller than the patch size {patch}; skipped", file=sys.stderr)
+            warnings.warn(f"{f}: {h}x{w} is smaller than the patch size {patch}; skipped", stacklevel=2)
             continue
-        raw = extract_patches(img.data, Region(0, 0, h, 0, w), patch, patch)
+        region = Region(0, 0, h, 0, w)
+        raw = extract_patches(values, region, patch, patch)
+        keep = extract_patches(valid, region, patch, patch).all(axis=(1, 2))
+        cols = len(range(0, w - patch + 1, patch))
+        at = [(k // cols * patch, k % cols * patch) for k in range(len(raw))]
+        skipped += int((~keep).sum())
+        raw = raw[keep]
         images.append(normalize(raw, file_params)[..., None])
         raws.append(raw)
-        valids.append(np.isfinite(raw) & ((raw != 0) if file_params["mode"] != "log8" else True))
-        cols = len(range(0, w - patch + 1, patch))
-        names += [f"{f.name}[{(k // cols) * patch},{(k % cols) * patch}]" for k in range(len(raw))]
+        names += [f"{f.name}[{r},{c}]" for (r, c), k in zip(at, keep) if k]
         sources += [f.name] * len(raw)
-    if not images:
-        raise SarJaxError(f"--data {data}: no image holds a {patch}x{patch} patch (data.patch_size)")
-    return EvalSet(np.concatenate(images), np.concatenate(raws), np.concatenate(valids), names, sources, used, bits,
-                   phase_dropped, f"{data}: non-overlapping {patch}x{patch} patches, checkpoint preprocessing")
+    if not names:
+        raise SarJaxError(f"--data {data}: no image holds a {patch}x{patch} patch free of no-data (data.patch_size)")
+    return EvalSet(np.concatenate(images), np.concatenate(raws), None, names, sources, used, bits,
+                   phase_dropped, clipped, skipped,
+                   f"{data}: non-overlapping {patch}x{patch} patches, checkpoint preprocessing")
 
 
 # --------------------------------------------------------------------------- frameworks
@@ -203,7 +213,7 @@ def _mean(values: list[Any]) -> float | None:
 
 def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | None = None,
              framework: str = "jax", latent_dtype: str = "float16", units: str | None = None,
-             num_panels: int = 4, batch_size: int | None = None) -> dict[str, Any]:
+             num_panels: int = 4, batch_size: int | None = None, allow_clipping: bool = False) -> dict[str, Any]:
     """Run the evaluation, write report.json / report.md / panels.png; return the report."""
     from sar_jax.inference import run as inference
 
@@ -218,7 +228,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     if out_dir.exists() and not out_dir.is_dir():
         raise SarJaxError(f"--out {out_dir}: exists and is not a folder")
     t0 = time.perf_counter()
-    es = load_eval_set(run, data, units)
+    es = load_eval_set(run, data, units, allow_clipping)
     size = es.images.shape[1]
     ssim_window = min(run.config["loss"]["ssim_window"], size - (1 - size % 2))
     ms_window = inference.ms_ssim_window(size)
@@ -226,7 +236,8 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     runner = run_jax if framework == "jax" else run_torch
     x_hat, latent_shape, quality = runner(run, es.images, latent_dtype, batch, ssim_window, ms_window)
     x_lin = es.raw if es.raw is not None else denormalize(es.images[..., 0], es.params)
-    x_hat_lin = denormalize(x_hat[..., 0], es.params)
+    x_hat_lin = denormalize(x_hat[..., 0], es.params)  # with the log-domain bias correction
+    x_hat_raw = denormalize(x_hat[..., 0], es.params, bias_correction=False)
     latent_bpp = sar_stats.latent_bits_per_pixel(size * size, latent_elements=int(np.prod(latent_shape)),
                                                  latent_dtype=latent_dtype)
     ratio = es.input_bits / latent_bpp
@@ -237,6 +248,9 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         row = {"name": name, "source": es.sources[k]}
         row.update({key: _clean(quality[key][k]) if key in quality else None for key in QUALITY_KEYS})
         row.update({key: _clean(sar[key]) for key in SAR_KEYS})
+        mean_in = float(np.mean(x_lin[k], dtype=np.float64))
+        row["mean_ratio_uncorrected"] = _clean(float(np.mean(x_hat_raw[k], dtype=np.float64)) / mean_in
+                                               if mean_in > 0 else None)
         row["compression_ratio"] = ratio
         rows.append(row)
     average = {key: _mean([r[key] for r in rows]) for key in METRIC_KEYS}
@@ -252,7 +266,8 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         "num_images": len(rows), "latent_dtype": latent_dtype, "latent_shape": list(latent_shape),
         "input_bits_per_pixel": es.input_bits, "latent_bits_per_pixel": latent_bpp,
         "compression_ratio": ratio, "ssim_window": ssim_window,
-        "ms_ssim_window": ms_window,
+        "ms_ssim_window": ms_window, "log_bias_db": log_bias_db(es.params),
+        "clipped_fraction": es.clipped_fraction, "skipped_no_data_patches": es.skipped_patches,
         "ms_ssim_implementation": ("pytorch_msssim.ms_ssim" if framework == "torch"
                                    else "sar_jax.inference.run.ms_ssim_per_image (JAX port of pytorch_msssim.ms_ssim)"),
         "notes": _notes(es, ms_window, size),
@@ -291,6 +306,13 @@ def _notes(es: EvalSet, ms_window: int | None, size: int) -> list[str]:
     if es.raw is None:
         notes.append("test split: ENL and mean ratio use the inputs after clipping to the checkpoint's range "
                      "(the split is stored normalised)")
+    if es.skipped_patches:
+        notes.append(f"{es.skipped_patches} patches holding no-data pixels were left out")
+    for name, frac in es.clipped_fraction.items():
+        notes.append(f"{name}: {100 * frac:.2f}% of its valid pixels lie outside the checkpoint's clip range")
+    if es.params["mode"] in ("intensity", "amplitude"):
+        notes.append(f"mean ratio with the checkpoint's log-domain bias correction ({log_bias_db(es.params):+.2f} dB, "
+                     "fitted on its training split); mean_ratio_uncorrected without it")
     if es.phase_dropped:
         notes.append(f"the input is complex ({es.input_bits} bits/px with phase); the phase was dropped, so the "
                      "compression ratio compares against bits the model never sees")
@@ -307,8 +329,9 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def summary_table(report: dict[str, Any]) -> str:
     """Markdown table: one row per source plus the average."""
-    head = "| images | n | MSE | PSNR (dB) | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio | CR |"
-    lines = [head, "|" + "---|" * 11]
+    head = ("| images | n | MSE | PSNR (dB) | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio "
+            "| mean ratio w/o bias corr. | CR |")
+    lines = [head, "|" + "---|" * 12]
     entries = list(report["per_source"].items())
     if len(entries) > 1 or not entries:
         entries.append(("**average**", {"num_images": report["num_images"], **report["average"]}))
@@ -317,7 +340,8 @@ def summary_table(report: dict[str, Any]) -> str:
     for name, m in entries:
         lines.append(f"| {name} | {m['num_images']} | {_fmt(m['mse'], 5)} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'])} |"
                      f" {_fmt(m['ms_ssim'])} | {_fmt(m['enl_input'], 2)} | {_fmt(m['enl_recon'], 2)} |"
-                     f" {_fmt(m['enl_ratio'], 3)} | {_fmt(m['mean_ratio'], 4)} | {report['compression_ratio']:.1f} |")
+                     f" {_fmt(m['enl_ratio'], 3)} | {_fmt(m['mean_ratio'], 4)} | {_fmt(m['mean_ratio_uncorrected'], 4)}"
+                     f" | {report['compression_ratio']:.1f} |")
     return "\n".join(lines)
 
 
@@ -395,8 +419,11 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--framework", default="jax", choices=("jax", "torch"), help="model implementation to run")
     parser.add_argument("--latent-dtype", default="float16", choices=("float16", "float32"),
                         help="stored latent precision: the decoder sees the latent cast to it (default float16)")
-    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "log8"),
-                        help="what --data values are (default: uint8 -> log8, else the checkpoint's units)")
+    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "db", "log8"),
+                        help="what --data values are (default auto: uint8 -> log8, uint16 -> amplitude, complex -> "
+                             "the checkpoint's units, float from the file's metadata)")
+    parser.add_argument("--allow-clipping", action="store_true",
+                        help="evaluate --data with > 5%% of its pixels outside the checkpoint's clip range")
     parser.add_argument("--panels", type=int, default=4, help="images shown in panels.png (default 4)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's train.batch_size")
     return parser
@@ -408,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.panels < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise SarJaxError("--panels and --batch-size must be positive")
     report = evaluate(args.checkpoint, args.data, args.out, args.framework, args.latent_dtype,
-                      None if args.units == "auto" else args.units, args.panels, args.batch_size)
+                      None if args.units == "auto" else args.units, args.panels, args.batch_size, args.allow_clipping)
     print(f"{report['framework']} evaluation of {report['checkpoint']} (epoch {report['epoch']}) on {report['data']}")
     print(summary_table(report))
     for note in report["notes"]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 import sys
 import time
 import warnings
@@ -42,13 +43,12 @@ import numpy as np
 from tqdm import tqdm
 
 from sar_jax.core.errors import SarJaxError
-from sar_jax.data.preprocess import denormalize, normalize
+from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
 from sar_jax.data.readers import SUPPORTED_EXTENSIONS, list_sar_files
 from sar_jax.inference.latent import LATENT_DTYPES, LatentRaster, fingerprint, write_latent
-from sar_jax.inference.scene_io import SceneWriter, check_output_path, open_input, output_name
+from sar_jax.inference.scene_io import SceneWriter, check_output_path, output_name
 from sar_jax.inference.tiling import TileGrid, TileRows, batched_apply, default_halo, read_padded, window_tiles
 
-MAX_CLIPPED = 0.05  # refuse inputs with more of their valid pixels outside the checkpoint's clip range
 SAMPLE_ROWS = 64  # rows read to estimate the fill value and the clipped fraction before the pass
 DEFAULT_TILE = 512
 
@@ -57,46 +57,13 @@ def output_dtype(units: str) -> np.dtype:
     return np.dtype(np.uint8 if units == "log8" else np.float32)
 
 
-def to_units(x01: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """[0, 1] -> the input's units; 8-bit views rounded and clipped to uint8."""
-    values = denormalize(x01, params)
+def to_units(x01: np.ndarray, params: dict[str, Any], bias_correction: bool = True) -> np.ndarray:
+    """[0, 1] -> the input's units (log-domain bias corrected, see :mod:`sar_jax.data.preprocess`);
+    8-bit views rounded and clipped to uint8."""
+    values = denormalize(x01, params, bias_correction=bias_correction)
     if params["mode"] == "log8":
         return np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return values.astype(np.float32)
-
-
-def clip_range(params: dict[str, Any]) -> tuple[float, float]:
-    """The checkpoint's clip range [vmin, vmax] in the input's units."""
-    lo, hi = denormalize(np.array([0.0, 1.0], np.float32), params)
-    return float(lo), float(hi)
-
-
-def _db(values: np.ndarray, units: str) -> np.ndarray:
-    return values if units == "log8" else (10 if units == "intensity" else 20) * np.log10(np.maximum(values, 1e-30))
-
-
-def _range_text(lo: float, hi: float, units: str) -> str:
-    unit = " (8-bit levels)" if units == "log8" else " dB"
-    return f"[{lo:.1f}, {hi:.1f}]{unit}"
-
-
-def check_clipping(sample: np.ndarray, params: dict[str, Any], what: str, allow: bool) -> None:
-    """Refuse an input whose valid ``sample`` lies more than 5% outside the checkpoint's clip
-    range (a calibration mismatch), naming both ranges; a warning instead when ``allow``."""
-    if sample.size == 0:
-        return
-    lo, hi = clip_range(params)
-    frac = float(np.mean((sample < lo) | (sample > hi)))
-    if frac <= MAX_CLIPPED:
-        return
-    units = params["mode"]
-    p1, p99 = np.percentile(_db(sample.astype(np.float64), units), [1, 99])
-    message = (f"{what}: {100 * frac:.1f}% of its pixels fall outside the checkpoint's clip range "
-               f"{_range_text(params['vmin'], params['vmax'], units)} (the input spans "
-               f"{_range_text(p1, p99, units)}, 1st-99th percentile): a calibration or units mismatch")
-    if not allow:
-        raise SarJaxError(message + "; pass --allow-clipping to reconstruct it anyway")
-    warnings.warn(message, stacklevel=2)
 
 
 def _progress(total: int, enabled: bool, desc: str) -> tqdm:
@@ -123,8 +90,7 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
 
     _check_args(tile, halo, batch_size, latent_dtype)
     halo = default_halo(run.config["model"]) if halo is None else halo
-    raster = open_input(input_path, band=band)
-    params = inference.resolve_units(run.preprocessing_params, raster.units == "log8", units, f"input {input_path}")
+    raster, params = inference.open_input(input_path, run.preprocessing_params, units, band)
     out_path = check_output_path(output, params["mode"])
     latent_path = check_output_path(save_latent, "float32", "latent") if save_latent else None
     if latent_path is not None and latent_path.suffix.lower() not in (".tif", ".tiff"):
@@ -139,13 +105,13 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
     sample = np.concatenate([v[0, ::col_step][m[0, ::col_step]] for v, m in parts])
     if sample.size == 0:
         raise SarJaxError(f"input {input_path}: no valid pixel in the rows sampled (all no-data?)")
-    check_clipping(sample, params, f"input {input_path}", allow_clipping)
+    inference.check_clipping(sample, params, f"input {input_path}", allow_clipping)
     fill = np.float32(np.median(normalize(sample, params)))
 
     nodata = raster.nodata if raster.nodata is not None else (np.nan if params["mode"] != "log8" else None)
     dtype = output_dtype(params["mode"])
-    lo, hi = clip_range(params)
-    stats = {"valid": 0, "invalid": 0, "below": 0, "above": 0, "sum_in": 0.0, "sum_out": 0.0}
+    lo, hi = inference.clip_range(params)
+    stats = {"valid": 0, "invalid": 0, "below": 0, "above": 0, "sum_in": 0.0, "sum_out": 0.0, "sum_raw": 0.0}
     valid_rows: dict[int, np.ndarray] = {}
     pw = grid.cols.padded
 
@@ -169,6 +135,7 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
         stats["above"] += int((v_in > hi).sum())
         stats["sum_in"] += float(v_in.sum(dtype=np.float64))
         stats["sum_out"] += float(out[valid].sum(dtype=np.float64))
+        stats["sum_raw"] += float(to_units(block[..., 0][valid], params, bias_correction=False).sum(dtype=np.float64))
         if nodata is not None:
             out = np.where(valid, out, np.asarray(nodata, dtype))
         writer.write(r0, out)
@@ -177,7 +144,8 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
     latents = None
     if latent_path is not None:
         latents = np.zeros((grid.rows.padded // 16, pw // 16, run.config["model"]["latent_channels"]), np.float32)
-    writer = SceneWriter(out_path, (h, w), dtype, crs=raster.crs, transform=raster.transform, tags=raster.tags,
+    tags = dict(raster.tags, UNITS=params["mode"]) if params["mode"] != "log8" else raster.tags
+    writer = SceneWriter(out_path, (h, w), dtype, crs=raster.crs, transform=raster.transform, tags=tags,
                          nodata=None if nodata is None else float(nodata))
     images = TileRows(grid, write_rows)
     codes = TileRows(grid, lambda r0, b: latents.__setitem__(slice(r0, r0 + len(b)), b), scale=16,
@@ -214,6 +182,8 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
                "invalid_pixels": stats["invalid"],
                "clipped_fraction": (stats["below"] + stats["above"]) / max(1, stats["valid"]),
                "mean_ratio": stats["sum_out"] / stats["sum_in"] if stats["sum_in"] > 0 else None,
+               "mean_ratio_uncorrected": stats["sum_raw"] / stats["sum_in"] if stats["sum_in"] > 0 else None,
+               "log_bias_db": log_bias_db(params),
                "input_bits_per_pixel": raster.bits_per_pixel, "phase_dropped": raster.phase_dropped,
                "latent": str(latent_path) if latent_path else None, "latent_bytes": latent_bytes}
     if latent_bytes is not None:
@@ -364,8 +334,9 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--from-latent", default=None, metavar="Z.tif", help="decode a latent GeoTIFF instead")
     parser.add_argument("--allow-other-checkpoint", action="store_true",
                         help="--from-latent: decode with a checkpoint other than the one that encoded it")
-    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "log8"),
-                        help="what the input's values are (default: uint8 -> log8, else the checkpoint's units)")
+    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "db", "log8"),
+                        help="what the input's values are (default auto: uint8 -> log8, uint16 -> amplitude, "
+                             "complex -> the checkpoint's units, float from the file's metadata)")
     parser.add_argument("--allow-clipping", action="store_true",
                         help="reconstruct inputs with > 5%% of their pixels outside the checkpoint's clip range")
     parser.add_argument("--which", default="best", choices=("best", "latest"), help="checkpoint to use")
@@ -382,7 +353,13 @@ def _print_summary(s: dict[str, Any]) -> None:
     h, w = s["shape"]
     line = (f"wrote {s['output']}: {h} x {w} {s['units']}, {s['tiles']} tiles of {s['tile']} px + {s['halo']} px halo "
             f"({s['compute_ratio']:.2f}x the scene's pixels computed), {s['seconds']:.1f}s")
-    print(line + (f", mean ratio {s['mean_ratio']:.4f}" if s.get("mean_ratio") else ""))
+    if s.get("mean_ratio") is not None:
+        line += (f"; mean ratio {s['mean_ratio']:.4f} (without the {s['log_bias_db']:+.2f} dB log-bias correction: "
+                 f"{s['mean_ratio_uncorrected']:.4f})")
+    print(line)
+    if s["invalid_pixels"] or s["clipped_fraction"]:
+        print(f"no-data pixels {s['invalid_pixels']}; {100 * s['clipped_fraction']:.2f}% of the valid ones outside "
+              "the checkpoint's clip range")
     if s.get("latent"):
         print(f"wrote {s['latent']}: {s['latent_bytes']} bytes, {s['bpp']:.4f} bits per input pixel "
               f"({s['input_bits_per_pixel']}-bit input: {s['compression_ratio']:.1f}:1)")
@@ -391,8 +368,15 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
-    args = setup_args().parse_args(argv)
+    """Entry point (errors name this command's flags: the reader's ``band`` is ``--band`` here)."""
+    try:
+        return _main(setup_args().parse_args(argv))
+    except SarJaxError as exc:
+        text = str(exc).replace("choose one with band (", "choose one with --band (")
+        raise SarJaxError(re.sub(r": band (\d+) requested", r": --band \1 requested", text)) from None
+
+
+def _main(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.from_latent:
         if args.input or args.save_latent or args.save_latent_dir:

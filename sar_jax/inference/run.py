@@ -14,6 +14,7 @@ The tests compare it with pytorch-msssim.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ from sar_jax.ops.micro_batches import map_micro_batches
 from sar_jax.training import checkpointing
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-LINEAR_UNITS = ("intensity", "amplitude")
+#: Inputs with more of their valid pixels outside the checkpoint's clip range are refused.
+MAX_CLIPPED = 0.05
 
 
 # --------------------------------------------------------------------------- loading
@@ -145,33 +147,77 @@ def batched(fn: Callable[[np.ndarray], Any], data: np.ndarray, batch_size: int) 
     return [np.concatenate(parts) for parts in zip(*outs)]
 
 
-# --------------------------------------------------------------------------- units
+# --------------------------------------------------------------------------- units and clipping
 
 
-def resolve_units(params: dict[str, Any], is_8bit: bool, units: str | None = None,
-                  what: str = "input") -> dict[str, Any]:
-    """The preprocessing params to use for an input, with ``mode`` set to the input's units.
+def input_params(params: dict[str, Any], units: str, what: str = "input") -> dict[str, Any]:
+    """The checkpoint's preprocessing params for an input whose values are in ``units``.
 
-    A checkpoint trained on intensity works on amplitude and vice versa: both go through the
-    same dB scale (10 log10 I = 20 log10 A), so only ``mode`` changes. An 8-bit log-scaled view
-    (``log8``) has no known calibration to dB, so it only goes with a ``log8`` checkpoint.
-    ``units`` (intensity, amplitude, log8) overrides what the input's dtype suggests (uint8 ->
-    log8, anything else -> the checkpoint's linear units).
+    Intensity, amplitude and dB share the checkpoint's dB scale (10 log10 I = 20 log10 A), so only
+    ``mode`` changes. An 8-bit log view (``log8``) has no known calibration to dB, so it only goes
+    with a ``log8`` checkpoint and vice versa.
     """
     mode = params["mode"]
-    if units in (None, "auto"):
-        units = "log8" if is_8bit else (mode if mode in LINEAR_UNITS else None)
-        if units is None:
-            raise SarJaxError(f"{what}: the checkpoint was trained on 8-bit log-scaled images (log8) but "
-                              "this input is not 8-bit; pass --units log8 if its values are such a view")
-    if units not in LINEAR_UNITS + ("log8",):
-        raise SarJaxError(f"--units {units}: expected intensity, amplitude or log8")
     if (units == "log8") != (mode == "log8"):
-        trained = "8-bit log-scaled views (log8)" if mode == "log8" else f"linear {mode}"
-        raise SarJaxError(f"{what}: holds {'8-bit log-scaled values (log8)' if units == 'log8' else units} but the "
-                          f"checkpoint was trained on {trained}; there is no calibrated mapping between "
-                          "them (use --units to say what the values are, or a matching checkpoint)")
+        trained = "8-bit log-scaled views (log8)" if mode == "log8" else f"{mode} (a dB scale)"
+        held = "8-bit log-scaled values (log8)" if units == "log8" else units
+        raise SarJaxError(f"{what}: holds {held} but the checkpoint was trained on {trained}; there is no "
+                          "calibrated mapping between them (give the input's units, or use a matching checkpoint)")
     return dict(params, mode=units)
+
+
+def open_input(path: str | Path, params: dict[str, Any], units: str | None = None, band: int | None = None,
+               strict: bool = False) -> tuple[Any, dict[str, Any]]:
+    """``(raster, params)``: ``path`` opened through the reader and the checkpoint's params for its units.
+
+    ``units`` None lets the reader decide (uint8 -> log8, uint16 -> amplitude, float from the file's
+    metadata, else an error asking for them); complex and I/Q input then follow the checkpoint:
+    |z|^2 for an intensity (or dB) checkpoint, |z| for an amplitude one.
+    """
+    from sar_jax.data.readers import open_raster
+
+    raster = open_raster(path, band=band, units=units or "auto", strict=strict)
+    if units is None and raster.phase_dropped and params["mode"] == "amplitude":
+        raster = open_raster(path, band=band, units="amplitude", strict=strict)
+    return raster, input_params(params, raster.units, f"input {path}")
+
+
+def clip_range(params: dict[str, Any]) -> tuple[float, float]:
+    """The clip range [vmin, vmax] in the units of ``params["mode"]``."""
+    from sar_jax.data.preprocess import denormalize
+
+    lo, hi = denormalize(np.array([0.0, 1.0], np.float32), params, bias_correction=False)
+    return float(lo), float(hi)
+
+
+def _db(values: np.ndarray, units: str) -> np.ndarray:
+    if units in ("db", "log8"):
+        return values
+    return (10 if units == "intensity" else 20) * np.log10(np.maximum(values, 1e-30))
+
+
+def _range_text(lo: float, hi: float, units: str) -> str:
+    return f"[{lo:.1f}, {hi:.1f}]" + (" (8-bit levels)" if units == "log8" else " dB")
+
+
+def check_clipping(values: np.ndarray, params: dict[str, Any], what: str, allow: bool,
+                   max_fraction: float = MAX_CLIPPED) -> float:
+    """The fraction of the valid ``values`` outside the checkpoint's clip range. Above ``max_fraction``
+    (a calibration or units mismatch) a SarJaxError naming both ranges, or a warning when ``allow``."""
+    if values.size == 0:
+        return 0.0
+    lo, hi = clip_range(params)
+    frac = float(np.mean((values < lo) | (values > hi)))
+    if frac > max_fraction:
+        units = params["mode"]
+        p1, p99 = np.percentile(_db(values.astype(np.float64), units), [1, 99])
+        message = (f"{what}: {100 * frac:.1f}% of its pixels fall outside the checkpoint's clip range "
+                   f"{_range_text(params['vmin'], params['vmax'], units)} (the input spans "
+                   f"{_range_text(p1, p99, units)}, 1st-99th percentile): a calibration or units mismatch")
+        if not allow:
+            raise SarJaxError(message + "; pass --allow-clipping to use it anyway")
+        warnings.warn(message, stacklevel=2)
+    return frac
 
 
 # --------------------------------------------------------------------------- MS-SSIM (JAX)

@@ -1,8 +1,7 @@
 """Scene input and output for inference: windowed reads, streamed atomic writes, georeferencing.
 
-Input (:func:`open_input`): a raster whose windows are read on demand (``read((r0, c0, h, w)) ->
-(values, valid)``) with its size, units, stored dtype, no-data value and georeferencing.
-Output (:class:`SceneWriter`): blocks of rows arrive in order; ``.npy`` and ``.tif/.tiff``
+Input is read through :func:`sar_jax.data.readers.open_raster` (windows on demand); this module
+holds the output side. :class:`SceneWriter`: blocks of rows arrive in order; ``.npy`` and ``.tif/.tiff``
 (a tiled, DEFLATE-compressed GeoTIFF written through rasterio, window by window, carrying the
 input's CRS, transform, tags and no-data value) go straight to disk, ``.png`` (8-bit only) is
 assembled in memory. The file gets a temporary name beside the target and is renamed onto it
@@ -15,102 +14,14 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sar_jax.core.errors import SarJaxError
-from sar_jax.data.readers import SUPPORTED_EXTENSIONS, TIFF_EXTENSIONS, read_sar
 
 OUTPUT_EXTENSIONS = (".tif", ".tiff", ".npy", ".png")
-_SAMPLE_ROWS = 256
-_DTYPE_BITS = {"uint8": 8, "int8": 8, "uint16": 16, "int16": 16, "float16": 16, "uint32": 32, "int32": 32,
-               "float32": 32, "float64": 64, "complex64": 64, "complex128": 128}
-
-
-@dataclass
-class InputRaster:
-    """A single-band scene read window by window (the reader contract's ``Raster`` interface)."""
-
-    path: str
-    height: int
-    width: int
-    units: str
-    source_dtype: str
-    bits_per_pixel: int
-    phase_dropped: bool
-    nodata: float | None
-    crs: Any | None
-    transform: Any | None
-    tags: dict[str, str]
-    _read: Callable[[slice, slice], np.ndarray] = field(repr=False, default=None)
-
-    def read(self, window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(values float32, valid bool)`` of rows r0:r0+h, cols c0:c0+w (None: the whole scene)."""
-        r0, c0, h, w = window or (0, 0, self.height, self.width)
-        values = np.asarray(self._read(slice(r0, r0 + h), slice(c0, c0 + w)), np.float32)
-        valid = np.isfinite(values)
-        if self.nodata is not None:
-            valid &= values != np.float32(self.nodata)
-        if self.units in ("intensity", "amplitude"):
-            valid &= values != 0
-        return values, valid
-
-
-def _geo(path: Path) -> tuple[Any, Any, dict[str, str], float | None]:
-    import rasterio
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # NotGeoreferencedWarning
-            with rasterio.open(path) as ds:
-                return ds.crs, (ds.transform if ds.crs else None), dict(ds.tags()), ds.nodata
-    except rasterio.errors.RasterioError as exc:
-        raise SarJaxError(f"input {path}: cannot read TIFF ({str(exc).splitlines()[0][:200]})") from None
-
-
-def _lazy_array(path: Path) -> np.ndarray | None:
-    """A read-only memory map of a 2-D real array, or None when the file is not mappable so."""
-    try:
-        if path.suffix.lower() == ".npy":
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        else:
-            import tifffile
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                arr = tifffile.memmap(path, mode="r")
-    except Exception:
-        return None
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.dtype.kind not in "biuf" or arr.size == 0:
-        return None
-    return arr
-
-
-def open_input(path: str | Path, band: int | None = None) -> InputRaster:
-    """Open a SAR scene for tiled inference: memory-mapped ``.npy``/uncompressed TIFF, else read whole."""
-    p = Path(path)
-    if not p.is_file():
-        raise SarJaxError(f"input {p}: no such file")
-    ext = p.suffix.lower()
-    if ext not in SUPPORTED_EXTENSIONS:
-        raise SarJaxError(f"input {p}: unsupported extension '{p.suffix}'; expected one of "
-                          f"{', '.join(SUPPORTED_EXTENSIONS)}")
-    crs, transform, tags, nodata = _geo(p) if ext in TIFF_EXTENSIONS else (None, None, {}, None)
-    arr = _lazy_array(p) if ext in (".npy",) + TIFF_EXTENSIONS and band in (None, 0) else None
-    phase_dropped = False
-    if arr is not None:
-        dtype = str(arr.dtype)
-        units = "log8" if arr.dtype == np.uint8 else "amplitude"
-    else:
-        image = read_sar(p, band=band)
-        arr, units = image.data, image.kind
-        dtype = image.meta.get("dtype", "uint8")
-        phase_dropped = dtype.startswith("complex")
-    return InputRaster(str(p), int(arr.shape[0]), int(arr.shape[1]), units, dtype, _DTYPE_BITS.get(dtype, 32),
-                       phase_dropped, nodata, crs, transform, tags, lambda rs, cs: arr[rs, cs])
 
 
 def output_name(input_path: str | Path, suffix: str = "") -> str:

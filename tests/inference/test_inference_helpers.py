@@ -31,20 +31,41 @@ def test_ms_ssim_window_fits_the_four_downsamplings():
     assert inference.ms_ssim_window(32) is None
 
 
-def test_units_intensity_and_amplitude_share_the_db_scale_log8_does_not():
+def test_units_intensity_amplitude_and_db_share_the_db_scale_log8_does_not():
     lin = {"mode": "intensity", "vmin": -20.0, "vmax": 5.0, "floor": 1e-6, "percentiles": [1, 99]}
-    assert inference.resolve_units(lin, False)["mode"] == "intensity"
-    assert inference.resolve_units(lin, False, "amplitude")["mode"] == "amplitude"
-    assert inference.resolve_units(lin, True, "intensity")["mode"] == "intensity"
+    for units in ("intensity", "amplitude", "db"):
+        assert inference.input_params(lin, units)["mode"] == units
     with pytest.raises(SarJaxError, match="log8"):
-        inference.resolve_units(lin, True)  # uint8 input, linear checkpoint
+        inference.input_params(lin, "log8")
     log8 = dict(lin, mode="log8", vmin=10.0, vmax=240.0)
-    assert inference.resolve_units(log8, True)["mode"] == "log8"
-    with pytest.raises(SarJaxError, match="--units log8"):
-        inference.resolve_units(log8, False)
-    with pytest.raises(SarJaxError):
-        inference.resolve_units(log8, False, "amplitude")
-    assert inference.resolve_units(log8, False, "log8")["mode"] == "log8"
+    assert inference.input_params(log8, "log8")["mode"] == "log8"
+    with pytest.raises(SarJaxError, match="log8"):
+        inference.input_params(log8, "amplitude")
+
+
+@pytest.mark.parametrize("mode,expected", [("intensity", "intensity"), ("amplitude", "amplitude")])
+def test_complex_input_follows_the_checkpoints_units(tmp_path, mode, expected):
+    z = (np.random.default_rng(0).normal(size=(32, 32)) + 1j * np.random.default_rng(1).normal(size=(32, 32)))
+    np.save(tmp_path / "slc.npy", z.astype(np.complex64))
+    params = {"mode": mode, "vmin": -20.0, "vmax": 5.0, "floor": 1e-6, "percentiles": [1, 99]}
+    raster, p = inference.open_input(tmp_path / "slc.npy", params)
+    values, _ = raster.read()
+    want = np.abs(z) ** 2 if expected == "intensity" else np.abs(z)
+    assert p["mode"] == raster.units == expected and raster.phase_dropped and raster.bits_per_pixel == 64
+    np.testing.assert_allclose(values, want, rtol=1e-5)
+    assert float(values.mean()) == pytest.approx(float(want.mean()), rel=1e-5)  # |z|^2 has mean 2 here, not |z|'s
+
+
+def test_clipping_is_measured_and_refused_with_both_ranges():
+    params = {"mode": "intensity", "vmin": -20.0, "vmax": 5.0, "floor": 1e-6, "percentiles": [1, 99]}
+    inside = np.full(1000, 1.0)
+    assert inference.check_clipping(inside, params, "x", False) == 0.0
+    hot = np.concatenate([np.full(900, 1e4), inside[:100]])  # SLC-like 40 dB values against a [-20, 5] dB fit
+    pattern = r"x: 90.0% .* \[-20.0, 5.0\] dB \(the input spans \[.*40.0\] dB.*--allow-clipping"
+    with pytest.raises(SarJaxError, match=pattern):
+        inference.check_clipping(hot, params, "x", False)
+    with pytest.warns(UserWarning, match="90.0%"):
+        assert inference.check_clipping(hot, params, "x", True) == pytest.approx(0.9)
 
 
 def test_load_run_restores_the_best_checkpoint(intensity_run, intensity_loaded):

@@ -33,7 +33,7 @@ def _geotiff(path, data, nodata=None):
     with rasterio.open(path, "w", driver="GTiff", height=data.shape[0], width=data.shape[1], count=1,
                        dtype=data.dtype.name, crs=CRS.from_epsg(32633), transform=TRANSFORM, nodata=nodata) as ds:
         ds.write(data, 1)
-        ds.update_tags(ACQUISITION="2020-01-01")
+        ds.update_tags(ACQUISITION="2020-01-01", UNITS="intensity")
 
 
 def _run(args):
@@ -51,7 +51,7 @@ def test_ragged_size_keeps_shape_and_units(intensity_run, tmp_path, capsys):
     shape = (100, 237)
     np.save(tmp_path / "in.npy", _scene(shape))
     assert _run(["--checkpoint", str(intensity_run), "--input", str(tmp_path / "in.npy"), "--output",
-                 str(tmp_path / "out.npy"), "--tile", "64", "--batch-size", "3"]) == 0
+                 str(tmp_path / "out.npy"), "--tile", "64", "--batch-size", "3", "--units", "intensity"]) == 0
     out = np.load(tmp_path / "out.npy")
     assert out.shape == shape and out.dtype == np.float32 and np.isfinite(out).all()
     p = _params(intensity_run)
@@ -68,7 +68,8 @@ def test_amplitude_in_amplitude_out(intensity_run, tmp_path):
     np.save(tmp_path / "i.npy", scene)
     np.save(tmp_path / "a.npy", np.sqrt(scene))
     common = ["--checkpoint", str(intensity_run)]
-    assert _run(common + ["--input", str(tmp_path / "i.npy"), "--output", str(tmp_path / "i_out.npy")]) == 0
+    assert _run(common + ["--input", str(tmp_path / "i.npy"), "--output", str(tmp_path / "i_out.npy"),
+                          "--units", "intensity"]) == 0
     assert _run(common + ["--input", str(tmp_path / "a.npy"), "--output", str(tmp_path / "a_out.npy"),
                           "--units", "amplitude"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "a_out.npy") ** 2, np.load(tmp_path / "i_out.npy"), rtol=1e-3)
@@ -109,7 +110,8 @@ def test_log8_png_and_uint8_outputs(log8_run, tmp_path):
 def test_latents_decode_to_the_direct_reconstruction_at_their_precision(intensity_run, log8_run, tmp_path, capsys):
     shape = (320, 400)  # a latent of 20 x 25 x 4: large enough for its bytes to dominate the file's header
     np.save(tmp_path / "in.npy", _scene(shape, seed=4))
-    common = ["--checkpoint", str(intensity_run), "--input", str(tmp_path / "in.npy"), "--tile", "128"]
+    common = ["--checkpoint", str(intensity_run), "--input", str(tmp_path / "in.npy"), "--tile", "128",
+              "--units", "intensity"]
     for dt in ("float32", "float16", "int8"):
         assert _run(common + ["--output", str(tmp_path / f"enc_{dt}.npy"),
                               "--save-latent", str(tmp_path / f"z_{dt}.tif"), "--latent-dtype", dt]) == 0
@@ -171,7 +173,8 @@ def test_nan_no_data_in_float_npy_comes_back_as_nan(random_run, tmp_path):
     scene[:10] = np.nan
     np.save(tmp_path / "in.npy", scene)
     with pytest.warns(UserWarning, match="800 no-data pixels"):
-        reconstruct.reconstruct_scene(random_run, tmp_path / "in.npy", tmp_path / "out.npy", progress=False)
+        reconstruct.reconstruct_scene(random_run, tmp_path / "in.npy", tmp_path / "out.npy", units="intensity",
+                                      progress=False)
     out = np.load(tmp_path / "out.npy")
     assert np.isnan(out[:10]).all() and np.isfinite(out[10:]).all()
 
@@ -179,11 +182,12 @@ def test_nan_no_data_in_float_npy_comes_back_as_nan(random_run, tmp_path):
 def test_calibration_mismatch_is_refused_with_both_ranges(random_run, tmp_path):
     np.save(tmp_path / "hot.npy", _scene((64, 64)) * 1e4)  # +40 dB: most pixels above the clip range
     with pytest.raises(Exception, match=r"clip range \[-20.0, 15.0\] dB \(the input spans \[.*\] dB.*--allow-clipping"):
-        reconstruct.reconstruct_scene(random_run, tmp_path / "hot.npy", tmp_path / "out.npy", progress=False)
+        reconstruct.reconstruct_scene(random_run, tmp_path / "hot.npy", tmp_path / "out.npy", units="intensity",
+                                      progress=False)
     assert not (tmp_path / "out.npy").exists()
     with pytest.warns(UserWarning, match="outside the checkpoint's clip range"):
         s = reconstruct.reconstruct_scene(random_run, tmp_path / "hot.npy", tmp_path / "out.npy", allow_clipping=True,
-                                          progress=False)
+                                          units="intensity", progress=False)
     assert s["clipped_fraction"] > 0.5
 
 
@@ -194,7 +198,7 @@ def test_folder_mode_skips_finished_scenes_and_reports_failures(intensity_run, t
         np.save(src / f"s{i}.npy", _scene((48, 64 + 16 * i), seed=i))
     (src / "broken.npy").write_bytes(b"not an npy file")
     out, lat = tmp_path / "out", tmp_path / "lat"
-    args = ["--checkpoint", str(intensity_run), "--input", str(src), "--output", str(out),
+    args = ["--checkpoint", str(intensity_run), "--input", str(src), "--output", str(out), "--units", "intensity",
             "--save-latent-dir", str(lat)]
     assert _run(args) == 1
     captured = capsys.readouterr()
@@ -212,7 +216,7 @@ def test_folder_mode_skips_finished_scenes_and_reports_failures(intensity_run, t
     assert all((out / n).stat().st_mtime_ns == t for n, t in mtimes.items() if n != "s1.npy")
     # a glob works the same way
     assert _run(["--checkpoint", str(intensity_run), "--input", str(src / "s[01].npy"), "--output",
-                 str(tmp_path / "globbed")]) == 0
+                 str(tmp_path / "globbed"), "--units", "intensity"]) == 0
     assert sorted(p.name for p in (tmp_path / "globbed").iterdir()) == ["s0.npy", "s1.npy"]
 
 
@@ -252,7 +256,8 @@ def test_write_failures_are_one_line_and_leave_no_file(random_run, tmp_path, mon
     monkeypatch.setattr(scene_io, "open", fake_open, raising=False)
     monkeypatch.setattr(inference, "load_run", lambda *a, **k: random_run)
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert _run(["--checkpoint", "x", "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "out.npy")]) == 2
+    assert _run(["--checkpoint", "x", "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "out.npy"),
+                 "--units", "intensity"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     reason = "Permission denied" if failure == "unwritable" else "No space left on device"
     assert len(err) == 1 and err[0] == f"error: output {tmp_path / 'out.npy'}: cannot write ({reason})", err
@@ -269,12 +274,18 @@ def test_write_failures_are_one_line_and_leave_no_file(random_run, tmp_path, mon
     ("log8_into_linear", "log8"),
     ("bad_latent", "not a sar_jax latent raster"),
     ("missing_folder", "does not exist"),
+    ("band", "choose one with --band (0..2)"),
+    ("no_units", "units"),
+    ("negative", "negative values"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(intensity_run, tmp_path, capsys, case, match):
     np.save(tmp_path / "in.npy", _scene((40, 50)))
     np.save(tmp_path / "u8.npy", np.zeros((40, 50), np.uint8))
     _geotiff(tmp_path / "plain.tif", _scene((20, 20)))
+    np.save(tmp_path / "rgb.npy", np.ones((3, 40, 50), np.float32))
+    np.save(tmp_path / "neg.npy", -_scene((40, 50)))
     ck, inp, out = str(intensity_run), str(tmp_path / "in.npy"), str(tmp_path / "out.npy")
+    units = ["--units", "intensity"]
     args = {
         "missing_checkpoint": ["--checkpoint", str(tmp_path / "nope"), "--input", inp, "--output", out],
         "missing_input": ["--checkpoint", ck, "--input", str(tmp_path / "nope.npy"), "--output", out],
@@ -285,7 +296,12 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(intensity_run, tmp_pat
         "log8_into_linear": ["--checkpoint", ck, "--input", str(tmp_path / "u8.npy"), "--output", out],
         "bad_latent": ["--from-latent", str(tmp_path / "plain.tif"), "--output", out],
         "missing_folder": ["--checkpoint", ck, "--input", inp, "--output", str(tmp_path / "no" / "out.npy")],
+        "band": ["--checkpoint", ck, "--input", str(tmp_path / "rgb.npy"), "--output", out],
+        "no_units": ["--checkpoint", ck, "--input", inp, "--output", out],
+        "negative": ["--checkpoint", ck, "--input", str(tmp_path / "neg.npy"), "--output", out],
     }[case]
+    if case not in ("bad_latent", "log8_into_linear", "no_units"):
+        args += units
     before = sorted(p.name for p in tmp_path.iterdir())
     assert _run(args) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -74,7 +74,8 @@ def test_tiled_equals_the_whole_scene_pass(random_run, tmp_path, shape, tile, ba
     img = _scene(shape, seed=tile)
     np.save(tmp_path / "in.npy", img)
     summary = reconstruct_scene(random_run, tmp_path / "in.npy", tmp_path / "out.npy", tile=tile, batch_size=batch,
-                                save_latent=tmp_path / "z.tif", latent_dtype="float32", progress=False)
+                                save_latent=tmp_path / "z.tif", latent_dtype="float32", units="intensity",
+                                progress=False)
     ref, z_ref = _whole(random_run, img)
     out = normalize(np.load(tmp_path / "out.npy"), random_run.preprocessing_params)
     assert out.shape == shape and np.abs(out - ref).max() <= 1e-5
@@ -90,7 +91,8 @@ def test_tiled_equals_the_whole_scene_pass(random_run, tmp_path, shape, tile, ba
 def test_too_small_a_halo_is_not_exact(random_run, tmp_path):
     img = _scene((300, 217), seed=1)
     np.save(tmp_path / "in.npy", img)
-    reconstruct_scene(random_run, tmp_path / "in.npy", tmp_path / "out.npy", tile=64, halo=32, progress=False)
+    reconstruct_scene(random_run, tmp_path / "in.npy", tmp_path / "out.npy", tile=64, halo=32, units="intensity",
+                      progress=False)
     out = normalize(np.load(tmp_path / "out.npy"), random_run.preprocessing_params)
     assert np.abs(out - _whole(random_run, img)[0]).max() > 1e-3  # the test above can fail
 
