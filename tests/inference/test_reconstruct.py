@@ -14,7 +14,7 @@ from PIL import Image
 from rasterio.crs import CRS
 
 from sar_jax.core.cli import run_main
-from sar_jax.data.preprocess import normalize
+from sar_jax.data.preprocess import log_bias_db, normalize
 from sar_jax.inference import reconstruct, scene_io
 from sar_jax.inference import run as inference
 from sar_jax.inference.latent import fingerprint
@@ -72,7 +72,12 @@ def test_amplitude_in_amplitude_out(intensity_run, tmp_path):
                           "--units", "intensity"]) == 0
     assert _run(common + ["--input", str(tmp_path / "a.npy"), "--output", str(tmp_path / "a_out.npy"),
                           "--units", "amplitude"]) == 0
-    np.testing.assert_allclose(np.load(tmp_path / "a_out.npy") ** 2, np.load(tmp_path / "i_out.npy"), rtol=1e-3)
+    # the same dB reconstruction, each with its own unit's log-bias correction (measured on the training split)
+    bias = _params(intensity_run)["log_bias_db_by_units"]
+    factor = 10 ** ((bias["amplitude"] - bias["intensity"]) / 10)  # both in dB
+    assert bias["intensity"] > 0 and factor != 1.0
+    np.testing.assert_allclose(np.load(tmp_path / "a_out.npy") ** 2, factor * np.load(tmp_path / "i_out.npy"),
+                               rtol=1e-3)
 
 
 def test_geotiff_georeferencing_goes_to_the_output_and_scaled_to_the_latent(intensity_run, tmp_path):
@@ -123,7 +128,8 @@ def test_latents_decode_to_the_direct_reconstruction_at_their_precision(intensit
     sizes = {dt: (tmp_path / f"z_{dt}.tif").stat().st_size for dt in ("float32", "float16", "int8")}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
     p = _params(intensity_run)
-    norm = lambda name: normalize(np.load(tmp_path / name), p)  # noqa: E731
+    unbias = 10 ** (-log_bias_db(p) / 10)  # back to the model's [0, 1] output: undo the log-bias correction
+    norm = lambda name: normalize(np.load(tmp_path / name) * unbias, p)  # noqa: E731
     direct = norm("enc_float32.npy")
     np.testing.assert_allclose(norm("dec_float32.npy"), direct, atol=1e-5)
     run = inference.load_run(intensity_run)
