@@ -9,7 +9,8 @@ edge is either the padded scene's own edge (the convolutions then see exactly th
 the whole-scene pass) or at least ``halo`` px from every output pixel kept. With ``halo`` at
 least the model's dependency radius (:func:`dependency_radius`) the kept pixels equal the
 whole-scene pass up to float32 rounding; nothing is blended. All windows of a scene have one
-shape (one compiled model call); an axis that fits ``tile + 2 * halo`` is one window, and the
+shape (one compiled model call); an axis that fits ``tile + 2 * halo`` or two tiles is one window
+(at most ``max(tile + 2 * halo, 2 * tile)`` px), and the
 first and last tiles of an axis are ``tile + halo`` long (their outer side needs no halo), so the
 default 512 px tiles with a 64 px halo compute 1.56x the pixels of a 20000 x 20000 scene.
 """
@@ -73,9 +74,15 @@ class AxisTiles:
         return -(-self.length // GRID) * GRID
 
     @property
+    def single(self) -> bool:
+        """The axis is one window: it fits ``tile + 2 * halo``, or two tiles (then one window of the
+        whole axis computes less than two windows with halos)."""
+        return self.padded <= max(self.tile + 2 * self.halo, 2 * self.tile)
+
+    @property
     def window(self) -> int:
         """Window length (the same for every tile)."""
-        return min(self.padded, self.tile + 2 * self.halo)
+        return self.padded if self.single else self.tile + 2 * self.halo
 
     @property
     def max_tile(self) -> int:
@@ -85,7 +92,7 @@ class AxisTiles:
     def tiles(self) -> list[tuple[int, int, int]]:
         """``(out_start, out_len, win_start)`` per tile; all multiples of 16. The first and last tiles
         reach ``tile + halo`` px (their windows need a halo on the inner side only), the rest ``tile``."""
-        if self.padded <= self.tile + 2 * self.halo:
+        if self.single:
             return [(0, self.padded, 0)]
         spans = [(0, self.tile + self.halo)]
         a = self.tile + self.halo
