@@ -349,9 +349,14 @@ def setup_args() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def _print_summary(s: dict[str, Any]) -> None:
     h, w = s["shape"]
-    line = (f"wrote {s['output']}: {h} x {w} {s['units']}, {s['tiles']} tiles of {s['tile']} px + {s['halo']} px halo "
+    line = (f"wrote {s['output']}: {h} x {w} {s['units']}, {_count(s['tiles'], 'tile')} of {s['tile']} px + "
+            f"{s['halo']} px halo "
             f"({s['compute_ratio']:.2f}x the scene's pixels computed), {s['seconds']:.1f}s")
     if s.get("mean_ratio") is not None:
         line += (f"; mean ratio {s['mean_ratio']:.4f} (without the {s['log_bias_db']:+.2f} dB log-bias correction: "
@@ -384,7 +389,7 @@ def _main(args: argparse.Namespace) -> int:
         s = decode_latent(args.from_latent, args.output, checkpoint=args.checkpoint, tile=args.tile, halo=args.halo,
                           batch_size=args.batch_size, allow_other_checkpoint=args.allow_other_checkpoint,
                           progress=progress)
-        print(f"wrote {s['output']}: {s['shape'][0]} x {s['shape'][1]} {s['units']}, {s['tiles']} tiles, "
+        print(f"wrote {s['output']}: {s['shape'][0]} x {s['shape'][1]} {s['units']}, {_count(s['tiles'], 'tile')}, "
               f"{s['seconds']:.1f}s")
         return 0
     if not args.input or not args.checkpoint:

@@ -79,7 +79,7 @@ def test_data_uses_the_checkpoint_preprocessing(intensity_run, tmp_path):
     from sar_jax.training.checkpointing import read_metadata
 
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "scene.npy", (10.0 * rng.gamma(4, 0.25, (64, 96))).astype(np.float32))
+    np.save(tmp_path / "scene.npy", (0.25 * rng.gamma(4, 0.25, (64, 96))).astype(np.float32))
     assert run_main(evaluate.main, ["--checkpoint", str(intensity_run), "--data", str(tmp_path / "scene.npy"),
                                     "--out", str(tmp_path / "ev"), "--latent-dtype", "float32", "--units",
                                     "intensity"]) == 0
@@ -113,7 +113,7 @@ def test_bits_enl_and_mean_ratio_come_from_the_original_input(intensity_run, tmp
     for name in ("hot", "dn"):
         args = ["--checkpoint", str(intensity_run), "--data", str(tmp_path / f"{name}.npy"),
                 "--out", str(tmp_path / name)]
-        extra = [] if name == "dn" else ["--units", "intensity", "--allow-clipping"]
+        extra = ["--allow-clipping"] + ([] if name == "dn" else ["--units", "intensity"])  # DN: uncalibrated
         assert run_main(evaluate.main, args + extra) == 0
         reports[name] = json.loads((tmp_path / name / "report.json").read_text())
     hot_avg = reports["hot"]["average"]
@@ -132,3 +132,22 @@ def test_log8_reports_no_enl_and_says_why(log8_run, tmp_path):
     r = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert r["average"]["enl_input"] is None and r["average"]["enl_ratio"] is None
     assert any("ENL not reported" in n for n in r["notes"])
+
+
+def test_no_data_patches_are_left_out_of_every_metric(intensity_run, tmp_path):
+    import rasterio
+
+    rng = np.random.default_rng(3)
+    scene = (0.25 * rng.gamma(4, 0.25, (64, 128))).astype(np.float32)
+    scene[:, :40] = np.nan  # a NaN margin covering the first patch and part of the second
+    with rasterio.open(tmp_path / "s.tif", "w", driver="GTiff", height=64, width=128, count=1, dtype="float32",
+                       nodata=float("nan")) as ds:
+        ds.write(scene, 1)
+        ds.update_tags(UNITS="intensity")
+    assert run_main(evaluate.main, ["--checkpoint", str(intensity_run), "--data", str(tmp_path / "s.tif"),
+                                    "--out", str(tmp_path / "ev")]) == 0
+    r = json.loads((tmp_path / "ev" / "report.json").read_text())
+    # 32 px patches: 2 x 4, of which the 2 x 2 touching the margin are left out
+    assert r["num_images"] == 4 and r["skipped_no_data_patches"] == 4
+    assert all(not row["name"].endswith(",0]") and not row["name"].endswith(",32]") for row in r["per_image"])
+    assert all(np.isfinite(row[k]) for row in r["per_image"] for k in ("mse", "psnr", "mean_ratio", "enl_input"))
