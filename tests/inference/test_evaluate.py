@@ -109,11 +109,14 @@ def test_bits_enl_and_mean_ratio_come_from_the_original_input(intensity_run, tmp
     rng = np.random.default_rng(1)
     np.save(tmp_path / "hot.npy", (hot * rng.gamma(4, 0.25, (64, 64))).astype(np.float32))
     np.save(tmp_path / "dn.npy", rng.integers(1, 2000, (64, 64)).astype(np.uint16))
+    z = np.sqrt(0.125) * (rng.normal(size=(64, 64)) + 1j * rng.normal(size=(64, 64)))  # |z|^2: mean 0.25
+    np.save(tmp_path / "slc.npy", z.astype(np.complex64))
     reports = {}
-    for name in ("hot", "dn"):
+    for name in ("hot", "dn", "slc"):
         args = ["--checkpoint", str(intensity_run), "--data", str(tmp_path / f"{name}.npy"),
                 "--out", str(tmp_path / name)]
-        extra = ["--allow-clipping"] + ([] if name == "dn" else ["--units", "intensity"])  # DN: uncalibrated
+        extra = {"hot": ["--units", "intensity", "--allow-clipping"], "dn": ["--allow-clipping"],  # DN: uncalibrated
+                 "slc": []}[name]
         assert run_main(evaluate.main, args + extra) == 0
         reports[name] = json.loads((tmp_path / name / "report.json").read_text())
     hot_avg = reports["hot"]["average"]
@@ -122,6 +125,10 @@ def test_bits_enl_and_mean_ratio_come_from_the_original_input(intensity_run, tmp
     assert hot_avg["enl_input"] == pytest.approx(4, rel=0.3)  # the speckle of the input, not of a clipped constant
     assert reports["dn"]["input_bits_per_pixel"] == 16 and reports["hot"]["input_bits_per_pixel"] == 32
     assert reports["dn"]["compression_ratio"] == 16 / reports["dn"]["latent_bits_per_pixel"]
+    slc = reports["slc"]  # complex64 with an intensity checkpoint: |z|^2, 64 bits/px, phase dropped (said)
+    assert slc["units"] == "intensity" and slc["input_bits_per_pixel"] == 64
+    assert any("phase was dropped" in n for n in slc["notes"])
+    assert slc["average"]["enl_input"] == pytest.approx(1, rel=0.3)  # single-look intensity
 
 
 def test_log8_reports_no_enl_and_says_why(log8_run, tmp_path):

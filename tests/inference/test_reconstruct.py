@@ -185,6 +185,22 @@ def test_nan_no_data_in_float_npy_comes_back_as_nan(random_run, tmp_path):
     assert np.isnan(out[:10]).all() and np.isfinite(out[10:]).all()
 
 
+def test_outputs_carry_the_log_bias_correction_and_both_mean_ratios(random_run, tmp_path):
+    import types
+
+    np.save(tmp_path / "in.npy", _scene((48, 64), seed=8))
+    corrected = types.SimpleNamespace(**{**vars(random_run), "preprocessing_params": dict(
+        random_run.preprocessing_params, log_bias_db=2.5, log_bias_db_by_units={"intensity": 2.5, "amplitude": 1.2})})
+    plain = reconstruct.reconstruct_scene(random_run, tmp_path / "in.npy", tmp_path / "plain.npy", units="intensity",
+                                          progress=False)
+    s = reconstruct.reconstruct_scene(corrected, tmp_path / "in.npy", tmp_path / "out.npy", units="intensity",
+                                      progress=False)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), 10 ** 0.25 * np.load(tmp_path / "plain.npy"), rtol=1e-5)
+    assert s["log_bias_db"] == 2.5 and plain["log_bias_db"] == 0.0
+    assert s["mean_ratio"] == pytest.approx(10 ** 0.25 * s["mean_ratio_uncorrected"], rel=1e-5)
+    assert s["mean_ratio_uncorrected"] == pytest.approx(plain["mean_ratio"], rel=1e-5)
+
+
 def test_calibration_mismatch_is_refused_with_both_ranges(random_run, tmp_path):
     np.save(tmp_path / "hot.npy", _scene((64, 64)) * 1e4)  # +40 dB: most pixels above the clip range
     with pytest.raises(Exception, match=r"clip range \[-20.0, 15.0\] dB \(the input spans \[.*\] dB.*--allow-clipping"):
