@@ -307,8 +307,8 @@ def reconstruct_many(checkpoint: str | Path, inputs: list[Path], out_dir: Path, 
             summary = reconstruct_scene(run, scene, out, save_latent=latent, **kwargs)
             rows.append({**summary, "status": "ok"})
         except SarJaxError as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            rows.append({"input": str(scene), "status": "FAILED", "error": str(exc)})
+            print(f"error: {_flag_names(exc)}", file=sys.stderr, flush=True)
+            rows.append({"input": str(scene), "status": "FAILED", "error": _flag_names(exc)})
     return rows
 
 
@@ -377,8 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(setup_args().parse_args(argv))
     except SarJaxError as exc:
-        text = str(exc).replace("choose one with band (", "choose one with --band (")
-        raise SarJaxError(re.sub(r": band (\d+) requested", r": --band \1 requested", text)) from None
+        raise SarJaxError(_flag_names(exc)) from None
+
+
+def _flag_names(exc: SarJaxError) -> str:
+    """The reader's parameter ``band`` is this command's ``--band``."""
+    text = str(exc).replace("choose one with band (", "choose one with --band (")
+    return re.sub(r": band (\d+) requested", r": --band \1 requested", text)
 
 
 def _main(args: argparse.Namespace) -> int:
