@@ -75,7 +75,7 @@ def write_latent(path: str | Path, z: np.ndarray, latent_dtype: str, *, crs: Any
                  tags: dict[str, Any]) -> int:
     """Write the (h, w, C) latent atomically; returns the file's size in bytes."""
     import rasterio
-    from affine import Affine
+    from rasterio.transform import Affine
 
     from sar_jax.inference.scene_io import geotiff_profile
 

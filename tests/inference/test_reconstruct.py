@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS
+from rasterio.transform import Affine
 
 from sar_jax.core.cli import run_main
 from sar_jax.data.preprocess import log_bias_db, normalize
