@@ -113,6 +113,8 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
     lo, hi = inference.clip_range(params)
     stats = {"valid": 0, "invalid": 0, "below": 0, "above": 0, "sum_in": 0.0, "sum_out": 0.0, "sum_raw": 0.0}
     valid_rows: dict[int, np.ndarray] = {}
+    # mean ratios in linear units: dB values are averaged as intensity
+    linear = (lambda v: 10.0 ** (np.asarray(v, np.float64) / 10)) if params["mode"] == "db" else (lambda v: v)
     pw = grid.cols.padded
 
     def read_band(s: int, n: int) -> np.ndarray:
@@ -133,9 +135,9 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
         v_in = values[valid]
         stats["below"] += int((v_in < lo).sum())
         stats["above"] += int((v_in > hi).sum())
-        stats["sum_in"] += float(v_in.sum(dtype=np.float64))
-        stats["sum_out"] += float(out[valid].sum(dtype=np.float64))
-        stats["sum_raw"] += float(to_units(block[..., 0][valid], params, bias_correction=False).sum(dtype=np.float64))
+        raw_out = to_units(block[..., 0][valid], params, bias_correction=False)
+        for key, v in (("sum_in", v_in), ("sum_out", out[valid]), ("sum_raw", raw_out)):
+            stats[key] += float(linear(v).sum(dtype=np.float64))
         if nodata is not None:
             out = np.where(valid, out, np.asarray(nodata, dtype))
         writer.write(r0, out)

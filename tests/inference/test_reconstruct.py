@@ -204,6 +204,19 @@ def test_outputs_carry_the_log_bias_correction_and_both_mean_ratios(random_run, 
     assert s["mean_ratio_uncorrected"] == pytest.approx(plain["mean_ratio"], rel=1e-5)
 
 
+def test_db_input_is_the_same_reconstruction_in_db(random_run, tmp_path):
+    x = _scene((48, 64), seed=9)
+    np.save(tmp_path / "i.npy", x)
+    np.save(tmp_path / "d.npy", 10 * np.log10(x))  # negative values: fine in dB
+    a = reconstruct.reconstruct_scene(random_run, tmp_path / "i.npy", tmp_path / "i_out.npy", units="intensity",
+                                      progress=False)
+    b = reconstruct.reconstruct_scene(random_run, tmp_path / "d.npy", tmp_path / "d_out.npy", units="db",
+                                      progress=False)
+    np.testing.assert_allclose(np.load(tmp_path / "d_out.npy"), 10 * np.log10(np.load(tmp_path / "i_out.npy")),
+                               atol=1e-4)
+    assert b["units"] == "db" and b["mean_ratio"] == pytest.approx(a["mean_ratio"], rel=1e-5)  # in intensity
+
+
 def test_calibration_mismatch_is_refused_with_both_ranges(random_run, tmp_path):
     np.save(tmp_path / "hot.npy", _scene((64, 64)) * 1e4)  # +40 dB: most pixels above the clip range
     with pytest.raises(Exception, match=r"clip range \[-20.0, 15.0\] dB \(the input spans \[.*\] dB.*--allow-clipping"):
