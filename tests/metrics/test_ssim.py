@@ -19,6 +19,7 @@ from sar_jax.metrics.ssim import (
     gaussian_window,
     ms_ssim,
     ms_ssim_per_image,
+    ms_ssim_window,
     ssim,
 )
 from sar_jax.training.losses import combined_loss
@@ -106,3 +107,23 @@ def test_ms_ssim_is_the_batch_mean_and_matches_pytorch_msssim():
     assert ours == pytest.approx(float(jnp.mean(ms_ssim_per_image(jnp.asarray(y), jnp.asarray(x), win_size=3))))
     with pytest.raises(ValueError, match="win_size 11"):
         ms_ssim(jnp.asarray(y), jnp.asarray(x))
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 64, 1), (2, 200, 170, 1), (2, 185, 165, 1)])
+def test_ms_ssim_per_image_matches_pytorch_msssim_on_odd_sizes(shape):
+    rng = np.random.default_rng(0)
+    x = rng.random(shape, dtype=np.float32)
+    y = np.clip(x + 0.1 * rng.standard_normal(shape).astype(np.float32), 0, 1)
+    win = ms_ssim_window(min(shape[1:3]))
+    ours = np.asarray(ms_ssim_per_image(y, x, win_size=win))
+    ref = pytorch_msssim.ms_ssim(torch.from_numpy(y).permute(0, 3, 1, 2), torch.from_numpy(x).permute(0, 3, 1, 2),
+                                 data_range=1.0, size_average=False, win_size=win).numpy()
+    np.testing.assert_allclose(ours, ref, atol=2e-5)
+
+
+def test_ms_ssim_window_fits_the_four_downsamplings():
+    assert ms_ssim_window(256) == 11
+    assert ms_ssim_window(161) == 11
+    assert ms_ssim_window(160) == 9
+    assert ms_ssim_window(64) == 3
+    assert ms_ssim_window(32) is None
