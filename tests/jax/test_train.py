@@ -86,7 +86,8 @@ def test_tiny_run_writes_every_artifact(tmp_path, tiny_args, capsys):
     assert steps == sorted({2 * per_epoch, 3 * per_epoch, best_epoch * per_epoch})
     meta = checkpointing.read_metadata(run, "best")
     assert meta["epoch"] == best_epoch and meta["config"] == config
-    assert set(meta["preprocessing_params"]) == {"mode", "vmin", "vmax", "floor", "percentiles"}
+    assert set(meta["preprocessing_params"]) == {"mode", "vmin", "vmax", "floor", "percentiles", "log_bias_db",
+                                                 "log_bias_db_by_units"}
     assert meta["versions"]["jax"] == jax.__version__
     png = (run / "reconstructions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
