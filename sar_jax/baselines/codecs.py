@@ -2,14 +2,14 @@
 
 Each codec maps an (H, W) float image in [0, 1] and a rate setting to ``(decoded, nbytes)``: the
 decoded (H, W) float32 image and the size of the encoded bytes, so bits per pixel always come
-from real bytes. JPEG 2000 (Pillow's OpenJPEG, 16-bit samples) and JPEG (Pillow, 8-bit);
-block-mean downsampling stores its means as int8 + DEFLATE, as the latents are stored.
+from real bytes: JPEG 2000 (Pillow's OpenJPEG, 16-bit samples) and JPEG (Pillow, 8-bit). Block-mean
+downsampling is split into :func:`block_means` and :func:`bicubic_upsample`, so its means can be
+stored the way the latents are (benchmarks/rate_distortion.py).
 """
 
 from __future__ import annotations
 
 import io
-import zlib
 
 import numpy as np
 from PIL import Image
@@ -55,18 +55,16 @@ def jpeg(image: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
     return out, len(data)
 
 
-def block_mean(image: np.ndarray, factor: int) -> tuple[np.ndarray, int]:
-    """Means of ``factor x factor`` blocks stored as int8 + DEFLATE, upsampled back bicubically.
-
-    The image sides must be multiples of ``factor``.
-    """
+def block_means(image: np.ndarray, factor: int) -> np.ndarray:
+    """Means of ``factor x factor`` blocks, ``(H / factor, W / factor)`` float32; sides must be multiples."""
     img = _check(image)
     h, w = img.shape
     if factor < 1 or h % factor or w % factor:
         raise SarJaxError(f"factor = {factor} is invalid for a {h}x{w} image; expected a divisor of both sides")
-    means = img.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
-    q = (np.round(means * 255.0) - 128).astype(np.int8)
-    nbytes = len(zlib.compress(q.tobytes(), 9))
-    small = (q.astype(np.float32) + 128) / 255.0
-    out = np.asarray(Image.fromarray(small, mode="F").resize((w, h), Image.BICUBIC), np.float32)
-    return np.clip(out, 0.0, 1.0), nbytes
+    return img.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3)).astype(np.float32)
+
+
+def bicubic_upsample(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pillow's bicubic resize of a float image to ``shape`` (rows, cols), clipped to [0, 1]."""
+    out = Image.fromarray(np.asarray(small, np.float32), mode="F").resize((shape[1], shape[0]), Image.BICUBIC)
+    return np.clip(np.asarray(out, np.float32), 0.0, 1.0)

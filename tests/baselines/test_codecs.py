@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sar_jax.baselines.codecs import block_mean, jpeg, jpeg2000
+from sar_jax.baselines.codecs import bicubic_upsample, block_means, jpeg, jpeg2000
 from sar_jax.core.errors import SarJaxError
 
 
@@ -39,12 +39,15 @@ def test_jpeg_sizes_are_encoded_bytes_and_quality_orders_error(image):
     assert _mse(hi[0], image) < 1e-3
 
 
-def test_block_mean_stores_one_byte_per_block_before_deflate(image):
-    decoded, nbytes = block_mean(image, 8)
-    assert decoded.shape == image.shape
-    assert 0 < nbytes <= (128 // 8) ** 2 + 16  # at most the raw int8 means plus zlib's framing
-    # a constant image is recovered exactly (to 8-bit) and compresses to almost nothing
-    flat, n_flat = block_mean(np.full((64, 64), 0.5, np.float32), 4)
-    assert np.abs(flat - 0.5).max() <= 1 / 255 and n_flat < 20
+def test_block_means_and_bicubic_upsampling(image):
+    means = block_means(image, 8)
+    assert means.shape == (16, 16)
+    assert means[0, 0] == pytest.approx(float(image[:8, :8].mean()), abs=1e-6)
+    up = bicubic_upsample(means, image.shape)
+    assert up.shape == image.shape and 0 <= up.min() and up.max() <= 1
+    # a constant image comes back exactly; a smooth ramp nearly so
+    assert np.abs(bicubic_upsample(block_means(np.full((64, 64), 0.5, np.float32), 4), (64, 64)) - 0.5).max() < 1e-6
+    ramp = np.tile(np.linspace(0.2, 0.8, 64, dtype=np.float32), (64, 1))
+    assert np.abs(bicubic_upsample(block_means(ramp, 4), (64, 64)) - ramp)[:, 4:-4].max() < 0.01
     with pytest.raises(SarJaxError, match="factor = 3"):
-        block_mean(image, 3)
+        block_means(image, 3)
