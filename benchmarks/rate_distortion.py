@@ -34,7 +34,7 @@ import numpy as np
 from sar_jax.baselines.codecs import bicubic_upsample, block_means, jpeg, jpeg2000
 from sar_jax.core.cli import run_main
 from sar_jax.core.errors import SarJaxError
-from sar_jax.core.files import write_json_atomic
+from sar_jax.core.files import atomic_path, write_json_atomic, write_text_atomic
 from sar_jax.core.paths import SHARED_SAR_DIR
 
 LATENT_CHANNELS = (2, 4, 8, 16)
@@ -253,10 +253,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
             ax.grid(alpha=0.3, which="both")
         row[0].legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def setup_args() -> argparse.ArgumentParser:
@@ -293,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "mode": "quick" if args.quick else "full", "config": config, "overrides": overrides,
               "seconds": time.perf_counter() - t0, "studies": studies}
     write_json_atomic(out / "rd.json", result)
-    (out / "rd.md").write_text(markdown(result))
+    write_text_atomic(out / "rd.md", markdown(result))
     plot(result, out / "rd.png")
     print(markdown(result))
     print(f"wrote {out}/rd.json, rd.md, rd.png")

@@ -23,7 +23,7 @@ from typing import Any
 
 from sar_jax.core.config import load_config, parse_override
 from sar_jax.core.errors import SarJaxError
-from sar_jax.core.rundir import write_json_atomic
+from sar_jax.core.files import atomic_path, write_json_atomic, write_text_atomic
 from sar_jax.inference.evaluate import evaluate
 from sar_jax.training.loop import Interrupted, train_and_evaluate
 
@@ -145,10 +145,9 @@ def save_plot(grid: list[tuple[str, list[Any]]], rows: list[dict[str, Any]], pat
         if not numeric:
             ax.set_xticks(x, [r["run"] for r in rows], rotation=30, ha="right", fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def setup_args() -> argparse.ArgumentParser:
@@ -177,9 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(rows) == total:
         write_json_atomic(out / "sweep.json", {"config": args.config, "grid": dict(grid), "overrides": args.overrides,
                                                "rows": rows})
-        tmp = out / "sweep.md.tmp"
-        tmp.write_text(markdown_table(grid, rows))
-        tmp.replace(out / "sweep.md")
+        write_text_atomic(out / "sweep.md", markdown_table(grid, rows))
         save_plot(grid, rows, out / "sweep.png")
         print(markdown_table(grid, rows), end="")
         print(f"wrote {out}/sweep.json, sweep.md, sweep.png")
