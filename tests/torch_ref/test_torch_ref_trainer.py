@@ -95,7 +95,7 @@ def test_checkpoints(two_epoch_run):
     best_epoch = min(log, key=lambda r: r["val_loss"])["epoch"]
     assert best["epoch"] == best_epoch
     assert last["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in log))
-    assert not list((two_epoch_run / "checkpoints").glob("*.tmp"))
+    assert not list((two_epoch_run / "checkpoints").glob(".*.partial-*"))
 
 
 def test_resume_equals_straight_run(two_epoch_run, three_epoch_run, tmp_path):
