@@ -78,9 +78,10 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None) -> EvalS
         if datasets.preprocessing_params != params:
             print("warning: the rebuilt test split's preprocessing differs from the checkpoint's; "
                   "renormalising with the checkpoint's", file=sys.stderr)
-            images = normalize(denormalize(datasets.test[..., 0], datasets.preprocessing_params), params)[..., None]
+            images = normalize(denormalize(datasets.patches("test")[..., 0], datasets.preprocessing_params),
+                               params)[..., None]
         else:
-            images = datasets.test
+            images = datasets.patches("test")
         source = (f"synthetic (seed {run.config['train']['seed']})" if run.config["data"]["source"] == "synthetic"
                   else str(run.config["data"]["path"]))
         names = [f"test[{i}]" for i in range(len(images))]

@@ -143,7 +143,7 @@ def tiny_patches(size: int = 32, seed: int = 0) -> np.ndarray:
 
     cfg = tiny_config(seed=seed)
     cfg["data"].update(patch_size=size, scene_size=max(64, 2 * size), stride=size // 2)
-    return build_datasets(cfg).train
+    return build_datasets(cfg).patches("train")
 
 
 # --------------------------------------------------------------------------- 1. forward
@@ -611,10 +611,10 @@ def dmpix_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
 
 
 def _lockstep_batches(config: dict[str, Any], steps: int, seed: int) -> list[np.ndarray]:
-    from sar_jax.data.batching import BatchIterator
+    from sar_jax.data.pipeline import build_datasets, make_loaders
 
-    loader = BatchIterator(tiny_patches(config["data"]["patch_size"], seed), config["train"]["batch_size"],
-                           shuffle=True, seed=seed, drop_last=True, prefetch=0)
+    data_config = tiny_config(seed=seed, batch_size=config["train"]["batch_size"])
+    loader = make_loaders(build_datasets(data_config), data_config)["train"]
     batches: list[np.ndarray] = []
     epoch = 1
     while len(batches) < steps:

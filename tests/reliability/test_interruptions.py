@@ -22,7 +22,7 @@ from sar_jax.training import checkpointing
 from sar_jax.training import loop as train
 from sar_jax.training.state import create_train_state
 
-TIMING_KEYS = {"epoch_seconds", "train_images_per_second"}
+TIMING_KEYS = {"epoch_seconds", "train_images_per_second", "data_wait_seconds"}
 
 
 def _state(run: Path, which: str = "latest"):
@@ -124,7 +124,7 @@ def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny
     """A NaN injected in epoch 2 through the real train step: stop naming the step, no NaN saved."""
     real = train.compile_steps
     overrides = [v for k, v in zip(tiny[2::2], tiny[3::2])] + ["data.num_scenes=8"]
-    per_epoch = len(build_datasets(load_config("quickstart", overrides)[0]).train) // 4
+    per_epoch = len(build_datasets(load_config("quickstart", overrides)[0]).windows["train"]) // 4
     bad = per_epoch + 3  # third step of epoch 2
 
     def poisoned(model, config):
