@@ -139,6 +139,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "percentiles": ([1.0, 99.0], _percentiles),
         "floor": (1e-6, _float(0.0, lo_open=True)),
         "band": (None, _nullable(_int(0))),
+        "units": ("auto", _choice("auto", "intensity", "amplitude", "db", "log8")),
         "strict": (False, _bool),
         "prefetch": (2, _int(0)),
         "workers": (0, _int(0)),

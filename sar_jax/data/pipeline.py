@@ -71,8 +71,8 @@ def build_datasets(config: dict[str, Any]) -> Datasets:
     if per_epoch < batch:
         raise SarJaxError(f"train.batch_size = {batch} is larger than the training split "
                           f"({per_epoch} patches)")
-    sample = fit_sample(scenes, regions["train"], data_cfg["fit_pixels"], seed)
-    params = fit_preprocessing(sample, scenes[0].units, data_cfg["percentiles"], data_cfg["floor"])
+    images, valid = fit_sample(scenes, regions["train"], data_cfg["fit_pixels"], seed)
+    params = fit_preprocessing(images, scenes[0].units, data_cfg["percentiles"], data_cfg["floor"], valid)
     return Datasets(scenes, regions, windows, validity, params, patch)
 
 
@@ -107,8 +107,8 @@ def make_loaders(datasets: Datasets, config: dict[str, Any],
         return ReadPatches(datasets.scenes, datasets.patch_size, datasets.preprocessing_params, shard=shard,
                            pad_to=batch if pad else None)
 
-    loaders = {"train": PatchLoader(train_windows, per_epoch, read(False), batch, shuffle=data_cfg["sampling"] == "grid",
-                                    drop_last=True, **common)}
+    loaders = {"train": PatchLoader(train_windows, per_epoch, read(False), batch,
+                                    shuffle=data_cfg["sampling"] == "grid", drop_last=True, **common)}
     for split in ("val", "test"):
         fixed = datasets.windows[split]
         loaders[split] = PatchLoader(lambda epoch, w=fixed: w, len(fixed), read(True), batch, shuffle=False,

@@ -99,29 +99,25 @@ def eval_windows(grid: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
 
 
 def fit_sample(scenes: Sequence[SceneSource], regions: Sequence[Region], max_pixels: int,
-               seed: int) -> list[np.ndarray]:
-    """Valid pixels of the training ``regions`` to fit the preprocessing on: all of them when the regions
-    hold at most ``max_pixels`` pixels (then the fit equals a fit on the whole split), else ``max_pixels``
-    valid pixels from seeded random windows of at most 512 x 512."""
+               seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``(images, valid masks)`` of the training ``regions`` to fit the preprocessing on: the regions
+    themselves when they hold at most ``max_pixels`` pixels (the fit then equals a fit on the whole split),
+    else seeded random windows of at most 512 x 512 holding ``max_pixels`` pixels in all."""
     total = sum((r.r1 - r.r0) * (r.c1 - r.c0) for r in regions)
     if total <= max_pixels:
-        parts = []
-        for r in regions:
-            values, valid = scenes[r.scene].read((r.r0, r.c0, r.r1 - r.r0, r.c1 - r.c0))
-            parts.append(values[valid])
-        return parts
+        parts = [scenes[r.scene].read((r.r0, r.c0, r.r1 - r.r0, r.c1 - r.c0)) for r in regions]
+        return [v for v, _ in parts], [ok for _, ok in parts]
     rng = np.random.default_rng([seed, 17])
     areas = np.array([(r.r1 - r.r0) * (r.c1 - r.c0) for r in regions], np.float64)
-    parts, have = [], 0
-    for _ in range(100 * (max_pixels // _FIT_WINDOW**2 + 1)):
+    images, masks, left = [], [], max_pixels
+    while left > 0:
         r = regions[rng.choice(len(regions), p=areas / areas.sum())]
-        h, w = min(_FIT_WINDOW, r.r1 - r.r0), min(_FIT_WINDOW, r.c1 - r.c0)
+        w = min(_FIT_WINDOW, r.c1 - r.c0)
+        h = min(_FIT_WINDOW, r.r1 - r.r0, max(-(-left // w), 16))  # the last window only as tall as needed
         row = r.r0 + int(rng.integers(0, r.r1 - r.r0 - h + 1))
         col = r.c0 + int(rng.integers(0, r.c1 - r.c0 - w + 1))
         values, valid = scenes[r.scene].read((row, col, h, w))
-        parts.append(values[valid])
-        have += parts[-1].size
-        if have >= max_pixels:
-            break
-    sample = np.concatenate(parts)[:max_pixels]
-    return [sample]
+        images.append(values)
+        masks.append(valid)
+        left -= h * w
+    return images, masks

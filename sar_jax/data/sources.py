@@ -7,7 +7,6 @@ Both offer what the pipeline needs and nothing more: ``height``, ``width``, ``un
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -69,26 +68,12 @@ def open_sources(data_cfg: dict[str, Any], seed: int) -> list[SceneSource]:
     if data_cfg["source"] == "synthetic":
         scenes = synthetic_scenes(data_cfg["num_scenes"], data_cfg["scene_size"], data_cfg["looks"], seed)
         return [ArrayScene(f"synthetic:{seed}:{i}", s) for i, s in enumerate(scenes)]
-    from sar_jax.data.readers import list_sar_files
+    from sar_jax.data.readers import list_sar_files, open_raster
 
-    sources = [_open_raster(f, band=data_cfg["band"], strict=data_cfg["strict"])
+    sources = [open_raster(f, band=data_cfg["band"], units=data_cfg["units"], strict=data_cfg["strict"])
                for f in list_sar_files(data_cfg["path"])]
     units = {s.units for s in sources}
     if len(units) > 1:
-        raise SarJaxError(f"data path {data_cfg['path']}: files mix kinds of values "
-                          f"({', '.join(sorted(units))}); use one kind per dataset")
+        raise SarJaxError(f"data path {data_cfg['path']}: files mix units "
+                          f"({', '.join(sorted(units))}); use one kind per dataset (data.units)")
     return sources
-
-
-# TEMPORARY adapter until the rasterio reader (READER_API.md: open_raster/Raster) lands in main:
-# .npy through a memory map (windowed, never a full read), everything else through today's read_sar.
-def _open_raster(path: Path, *, band: int | None, strict: bool) -> SceneSource:
-    from sar_jax.data.readers import read_sar
-
-    if path.suffix.lower() == ".npy":
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        if arr.ndim != 2 or arr.dtype.kind not in "fiu":
-            raise SarJaxError(f"{path}: expected a 2-D real array, got {arr.dtype} {arr.shape}")
-        return ArrayScene(str(path), arr, "log8" if arr.dtype == np.uint8 else "amplitude")
-    img = read_sar(path, band=band, strict=strict)
-    return ArrayScene(img.path, img.data, img.kind)

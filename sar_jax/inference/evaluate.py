@@ -45,8 +45,8 @@ import numpy as np
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches
 from sar_jax.data.preprocess import denormalize, normalize
-from sar_jax.data.readers import list_sar_files, read_sar
-from sar_jax.inference.scene_io import write_atomic
+from sar_jax.data.readers import list_sar_files
+from sar_jax.inference.scene_io import read_raw_values, write_atomic
 
 QUALITY_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 SAR_KEYS = ("enl_input", "enl_recon", "enl_ratio", "mean_ratio")
@@ -78,8 +78,8 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None) -> EvalS
         if datasets.preprocessing_params != params:
             print("warning: the rebuilt test split's preprocessing differs from the checkpoint's; "
                   "renormalising with the checkpoint's", file=sys.stderr)
-            images = normalize(denormalize(datasets.patches("test")[..., 0], datasets.preprocessing_params),
-                               params)[..., None]
+            images = normalize(denormalize(datasets.patches("test")[..., 0], datasets.preprocessing_params,
+                                           bias_correction=False), params)[..., None]
         else:
             images = datasets.patches("test")
         source = (f"synthetic (seed {run.config['train']['seed']})" if run.config["data"]["source"] == "synthetic"
@@ -92,17 +92,17 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None) -> EvalS
     used = None
     bits = 32
     for f in list_sar_files(data):
-        img = read_sar(f, band=run.config["data"]["band"], strict=run.config["data"]["strict"])
-        file_params = resolve_units(params, img.kind == "log8", units, f"--data {f}")
+        values, is_8bit, _ = read_raw_values(f, run.config["data"]["band"], run.config["data"]["strict"])
+        file_params = resolve_units(params, is_8bit, units, f"--data {f}")
         if used is not None and file_params["mode"] != used["mode"]:
             raise SarJaxError(f"--data {data}: files mix kinds of values ({used['mode']}, {file_params['mode']})")
         used = file_params
         bits = 8 if file_params["mode"] == "log8" else 32
-        h, w = img.data.shape
+        h, w = values.shape
         if h < patch or w < patch:
             print(f"warning: {f}: {h}x{w} is smaller than the patch size {patch}; skipped", file=sys.stderr)
             continue
-        raw = extract_patches(img.data, Region(0, 0, h, 0, w), patch, patch)
+        raw = extract_patches(values, Region(0, 0, h, 0, w), patch, patch)
         images.append(normalize(raw, file_params)[..., None])
         cols = len(range(0, w - patch + 1, patch))
         names += [f"{f.name}[{(k // cols) * patch},{(k % cols) * patch}]" for k in range(len(raw))]
@@ -218,8 +218,8 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     batch = batch_size or run.config["train"]["batch_size"]
     runner = run_jax if framework == "jax" else run_torch
     x_hat, latent_shape, quality = runner(run, es.images, latent_dtype, batch, ssim_window, ms_window)
-    x_lin = denormalize(es.images[..., 0], es.params)
-    x_hat_lin = denormalize(x_hat[..., 0], es.params)
+    x_lin = denormalize(es.images[..., 0], es.params, bias_correction=False)
+    x_hat_lin = denormalize(x_hat[..., 0], es.params, bias_correction=False)
     clipped = (es.images[..., 0] <= 0.0) | (es.images[..., 0] >= 1.0)
     ratio = inference.compression_ratio(es.images.shape[1:3], latent_shape, es.input_bits, latent_dtype)
     rows = []

@@ -54,7 +54,7 @@ def output_dtype(units: str) -> np.dtype:
 
 def to_units(x01: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     """[0, 1] -> the input's units; 8-bit views rounded and clipped to uint8."""
-    values = denormalize(x01, params)
+    values = denormalize(x01, params, bias_correction=False)
     if params["mode"] == "log8":
         return np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return values.astype(np.float32)

@@ -2,7 +2,7 @@
 
 Input (:func:`open_scene`): a 2-D real ``.npy`` or an uncompressed, memory-mappable TIFF is read
 lazily, rows on demand from a memory map; anything else (PNG/JPEG, compressed or multi-band
-TIFF, complex or I/Q data) is read whole through :func:`sar_jax.data.readers.read_sar`.
+TIFF, complex or I/Q data) is read whole through :func:`sar_jax.data.readers.open_raster`.
 Output (:class:`SceneWriter`): ``.npy`` is written row block by row block straight to disk;
 ``.tif/.tiff`` and ``.png`` are assembled in memory (one value per pixel) and written at the
 end. Either way the file first gets a temporary name beside the target and is renamed onto it
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sar_jax.core.errors import SarJaxError
-from sar_jax.data.readers import SUPPORTED_EXTENSIONS, TIFF_EXTENSIONS, read_sar
+from sar_jax.data.readers import SUPPORTED_EXTENSIONS, TIFF_EXTENSIONS, open_raster
 
 OUTPUT_EXTENSIONS = (".tif", ".tiff", ".npy", ".png")
 #: GeoTIFF and GDAL tags passed through from input to output.
@@ -122,10 +122,23 @@ def open_scene(path: str | Path, band: int | None = None, strict: bool = False) 
         fill = _fill_value(sample, p, strict)
         is_8bit = arr.dtype == np.uint8
         return Scene(str(p), (h, w), is_8bit, str(arr.dtype), lambda rows: arr[rows], True, fill, geotags)
-    image = read_sar(p, band=band, strict=strict)
-    data = image.data
-    return Scene(str(p), data.shape, image.kind == "log8", image.meta.get("dtype", "uint8"),
-                 lambda rows: data[rows], False, 0.0, geotags)
+    data, is_8bit, source_dtype = read_raw_values(p, band, strict)
+    return Scene(str(p), data.shape, is_8bit, source_dtype, lambda rows: data[rows], False, 0.0, geotags)
+
+
+def read_raw_values(path: Path, band: int | None, strict: bool) -> tuple[np.ndarray, bool, str]:
+    """The stored values of a whole raster as float32 (complex and I/Q pairs as |z|), whether it is
+    8-bit, and its stored dtype; NaN/Inf replaced by the median of the valid values, with a warning."""
+    probe = open_raster(path, band=band, units="amplitude", strict=strict)
+    is_8bit = probe.source_dtype == "uint8" and not probe.phase_dropped
+    raster = open_raster(path, band=band, units="log8", strict=strict) if is_8bit else probe
+    data, valid = raster.read()
+    bad = ~np.isfinite(data)
+    if bad.any():
+        warnings.warn(f"{path}: {int(bad.sum())} NaN/Inf pixels replaced by the median of the valid ones",
+                      stacklevel=3)
+        data = np.where(bad, np.float32(np.median(data[valid])), data)
+    return data, is_8bit, raster.source_dtype
 
 
 def check_output_path(path: str | Path, units: str) -> Path:

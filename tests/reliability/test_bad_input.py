@@ -77,8 +77,11 @@ def _data_case(tmp_path: Path, case: str) -> tuple[Path, list[str]]:
 def test_data_mistakes(tmp_path, tiny, case):
     path, fragments = _data_case(tmp_path, case)
     out = tmp_path / "run"
-    proc = run_cli("sar_jax.train", *tiny, "--data", str(path), "--set", "data.strict=true", "--out", str(out))
+    proc = run_cli("sar_jax.train", *tiny, "--data", str(path), "--set", "data.strict=true",
+                   "--set", "data.units=intensity", "--out", str(out))
     assert_user_error(proc, *fragments)
+    if case.startswith("corrupt"):  # the error line alone: no reader/GDAL log line before it
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not out.exists()
 
 
