@@ -102,7 +102,7 @@ def fit_sample(scenes: Sequence[SceneSource], regions: Sequence[Region], max_pix
                seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(images, valid masks)`` of the training ``regions`` to fit the preprocessing on: the regions
     themselves when they hold at most ``max_pixels`` pixels (the fit then equals a fit on the whole split),
-    else seeded random windows of at most 512 x 512 holding ``max_pixels`` pixels in all."""
+    else seeded random windows of at most 512 x 512 holding at most ``max_pixels`` pixels in all."""
     total = sum((r.r1 - r.r0) * (r.c1 - r.c0) for r in regions)
     if total <= max_pixels:
         parts = [scenes[r.scene].read((r.r0, r.c0, r.r1 - r.r0, r.c1 - r.c0)) for r in regions]
@@ -113,7 +113,9 @@ def fit_sample(scenes: Sequence[SceneSource], regions: Sequence[Region], max_pix
     while left > 0:
         r = regions[rng.choice(len(regions), p=areas / areas.sum())]
         w = min(_FIT_WINDOW, r.c1 - r.c0)
-        h = min(_FIT_WINDOW, r.r1 - r.r0, max(-(-left // w), 16))  # the last window only as tall as needed
+        h = min(_FIT_WINDOW, r.r1 - r.r0, left // w)  # the last window only as tall as the pixels left
+        if h < 16:  # the log-bias fit needs windows of at least 16 px
+            break
         row = r.r0 + int(rng.integers(0, r.r1 - r.r0 - h + 1))
         col = r.c0 + int(rng.integers(0, r.c1 - r.c0 - w + 1))
         values, valid = scenes[r.scene].read((row, col, h, w))
