@@ -5,8 +5,9 @@
         [--sampling grid|random] [--batches K] [--step-ms 670] [--out FILE.json]
 
 ``startup_seconds``: from opening the archive to the first batch (index, preprocessing fit, worker start);
-``patches_per_second``: batches 2..K of one training epoch as fast as they come; ``peak_rss_mb``: the
-whole process tree (this process plus Grain's workers, sampled every 50 ms, and this process's VmHWM);
+``patches_per_second``: batches 2..K of one training epoch as fast as they come; ``peak_rss_mb`` /
+``peak_pss_mb``: the whole process tree (this process plus Grain's workers, sampled every 50 ms; RSS counts
+shared libraries once per process, PSS splits them);
 ``dataset_bytes``: the archive's pixels as float32; ``step_wait_ms``: the mean time a train step of
 ``--step-ms`` (sleeping, so the CPU stays free, as with a GPU step) waits for its next batch.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import tempfile
 import threading
 import time
@@ -27,6 +29,7 @@ import numpy as np
 
 ARCHIVE_SCENE = 16_384  # pixels per side of one archive scene (1 GiB of float32)
 TILE = 512
+WAIT_STEPS = 30  # simulated train steps for the wait measurement
 
 
 def write_archive(directory: str | Path, gb: float, seed: int = 0, scene: int = ARCHIVE_SCENE) -> list[Path]:
@@ -68,13 +71,14 @@ def write_archive(directory: str | Path, gb: float, seed: int = 0, scene: int = 
 
 
 class TreePeakRss:
-    """Peak resident memory of this process plus its children (Grain's workers), sampled every 50 ms."""
+    """Peak memory of this process plus its children (Grain's workers), sampled every 50 ms: the sum of
+    their RSS (shared libraries counted once per process) and of their PSS (shared pages split)."""
 
     def __init__(self) -> None:
         import psutil
 
         self.proc = psutil.Process()
-        self.peak = 0
+        self.peak_rss = self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -82,13 +86,14 @@ class TreePeakRss:
         import psutil
 
         while not self._stop.is_set():
-            total = 0
+            rss = pss = 0
             for p in [self.proc, *self.proc.children(recursive=True)]:
                 try:
-                    total += p.memory_info().rss
+                    info = p.memory_full_info()
                 except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
+                    continue
+                rss, pss = rss + info.rss, pss + info.pss
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
             self._stop.wait(0.05)
 
     def __enter__(self) -> TreePeakRss:
@@ -99,13 +104,13 @@ class TreePeakRss:
         self._stop.set()
         self._thread.join()
 
-    def peak_mb(self) -> float:
-        """Max of the sampled tree total and this process's own high-water mark (VmHWM)."""
+    def peaks_mb(self) -> tuple[float, float]:
+        """(peak RSS, peak PSS) of the tree in MB; the RSS peak is at least this process's VmHWM."""
         hwm = 0
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 hwm = int(line.split()[1]) * 1024
-        return max(self.peak, hwm) / 2**20
+        return max(self.peak_rss, hwm) / 2**20, self.peak_pss / 2**20
 
 
 def bench_config(data: str, workers: int, batch: int, size: int, sampling: str, batches: int) -> dict[str, Any]:
@@ -123,10 +128,12 @@ def measure(config: dict[str, Any], batches: int, step_ms: float) -> dict[str, A
     """Start-up, throughput, peak RSS and a simulated train step's wait on ``config``'s training split."""
     from sar_jax.data.pipeline import build_datasets, make_loaders
 
+    load_before = os.getloadavg()
     with TreePeakRss() as rss:
         t0 = time.perf_counter()
         datasets = build_datasets(config)
         loader = make_loaders(datasets, config)["train"]
+        batches = min(batches, len(loader))
         it = loader.epoch(1)
         next(it)
         startup = time.perf_counter() - t0
@@ -140,20 +147,23 @@ def measure(config: dict[str, Any], batches: int, step_ms: float) -> dict[str, A
         if step_ms > 0:
             it = loader.epoch(2)
             next(it)
-            for _ in range(batches - 1):
+            for _ in range(min(batches, WAIT_STEPS + 1) - 1):
                 time.sleep(step_ms / 1000)  # the step runs on the accelerator; the CPU is free meanwhile
                 t2 = time.perf_counter()
                 next(it)
                 waits.append(time.perf_counter() - t2)
             it.close()
     data_cfg = config["data"]
-    return {"startup_seconds": startup, "patches_per_second": n / seconds, "peak_rss_mb": rss.peak_mb(),
+    peak_rss, peak_pss = rss.peaks_mb()
+    return {"startup_seconds": startup, "patches_per_second": n / seconds, "peak_rss_mb": peak_rss,
+            "peak_pss_mb": peak_pss,
             "dataset_bytes": int(sum(4 * s.height * s.width for s in datasets.scenes)),
             "scenes": len(datasets.scenes), "workers": data_cfg["workers"], "sampling": data_cfg["sampling"],
             "batch": config["train"]["batch_size"], "size": data_cfg["patch_size"], "batches": batches,
             "grid_train_windows": int(len(datasets.windows["train"])), "step_ms": step_ms,
             "step_wait_ms_mean": 1000 * float(np.mean(waits)) if waits else None,
-            "step_wait_ms_max": 1000 * float(np.max(waits)) if waits else None}
+            "step_wait_ms_max": 1000 * float(np.max(waits)) if waits else None,
+            "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]], "cpu_count": os.cpu_count()}
 
 
 # ---------------------------------------------------------------------- small in-memory/file sources
