@@ -278,7 +278,7 @@ def apply_overrides(config: dict[str, dict[str, Any]], overrides: list[str]) -> 
 
 # Keys a resumed run may change with --set (checkpoints are portable across device counts):
 # everything else comes from the run's own config.
-RESUME_OVERRIDABLE = ({("train", "epochs"), ("train", "devices"), ("data", "prefetch"), ("data", "workers")}
+RESUME_OVERRIDABLE = ({("train", "epochs"), ("train", "devices"), ("data", "prefetch")}
                       | {("logging", k) for k in ("image_every", "histogram_every", "num_samples", "progress")})
 
 
