@@ -3,19 +3,22 @@ windows -> this process's rows, read + normalised -> prefetch in ``workers`` pro
 
 Elements are whole batches computed from their batch index alone, so the batches do not depend on the
 number of workers, and a :class:`grain.DatasetIterator`'s ``get_state``/``set_state`` resumes an epoch
-exactly. Framework-neutral: no JAX or torch import.
+exactly. Framework-neutral: Grain is imported only when a loader runs, because ``import grain`` loads
+JAX's profiler whenever JAX is installed (this package imports neither JAX nor torch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grain
 import numpy as np
 
 from sar_jax.data.preprocess import normalize
 from sar_jax.data.sources import SceneSource
+
+if TYPE_CHECKING:
+    import grain
 
 
 def _absl_flags_parsed() -> None:
@@ -27,7 +30,7 @@ def _absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
-class ReadPatches(grain.transforms.Map):
+class ReadPatches:
     """A global batch of windows -> this process's rows as normalised NHWC float32 patches.
 
     ``pad_to`` repeats the last window of a short batch (one compiled shape for evaluation); no-data
@@ -42,7 +45,7 @@ class ReadPatches(grain.transforms.Map):
         self.shard = shard
         self.pad_to = pad_to
 
-    def map(self, windows: np.ndarray) -> np.ndarray:
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
         windows = np.asarray(windows, np.int64).reshape(-1, 3)
         if self.pad_to is not None and len(windows) < self.pad_to:
             windows = np.concatenate([windows, np.repeat(windows[-1:], self.pad_to - len(windows), 0)])
@@ -93,6 +96,8 @@ class PatchLoader:
 
     def dataset(self, epoch: int) -> grain.IterDataset:
         """The Grain dataset of ``epoch``."""
+        import grain
+
         ds = grain.MapDataset.source(self.windows(epoch))
         if self.shuffle:
             ds = ds.shuffle(seed=int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))

@@ -41,7 +41,7 @@ class Datasets:
         """The first ``limit`` (default all) windows of ``split`` read and normalised, (N, P, P, 1) in [0, 1]
         (train: grid order). For small sets: samples to show, one gradient batch, a test split to evaluate."""
         read = ReadPatches(self.scenes, self.patch_size, self.preprocessing_params)
-        return read.map(self.windows[split][:limit])
+        return read(self.windows[split][:limit])
 
 
 def build_datasets(config: dict[str, Any]) -> Datasets:

@@ -39,6 +39,7 @@ GDAL_CACHE_MB = 128
 _MAX_BANDS = 16
 _CACHE_SIZE = 8
 _local = threading.local()
+_INHERITED: list[OrderedDict] = []  # a forked process's copies of its parent's open handles
 
 
 def list_sar_files(path: str | Path) -> list[Path]:
@@ -75,7 +76,7 @@ class Raster:
     nodata: float | None
     crs: Any | None
     transform: Any | None
-    tags: dict[str, str]
+    tags: dict[str, str] = field(hash=False)  # (a dict: left out of the hash, so a Raster can be a key)
     strict: bool = False
     _format: str = field(default="tiff", repr=False)  # tiff | npy | image
     _bands: tuple[int, ...] = field(default=(0,), repr=False)  # 0-based bands read (2 for an I/Q pair)
@@ -157,7 +158,7 @@ class Raster:
             power = re * re + im * im
             values = (power if self.units == "intensity" else np.sqrt(power)).astype(np.float32)
             finite = np.isfinite(re) & np.isfinite(im)
-            valid = finite & (power > 0)
+            valid = finite & (power > 0) & np.isfinite(values)  # |z|^2 beyond float32: not a usable value
             if nodata is not None and not math.isnan(nodata):
                 valid &= ~((re == nodata) & (im == (0 if self._is_complex else nodata)))
         else:
@@ -371,11 +372,14 @@ def _image_info(path: Path, strict: bool) -> dict[str, Any]:
 
 
 def _cache() -> OrderedDict:
-    """This thread's open handles (rasterio datasets are not thread-safe; worker processes get their own)."""
-    cache = getattr(_local, "handles", None)
-    if cache is None:
-        cache = _local.handles = OrderedDict()
-    return cache
+    """This thread's open handles: rasterio datasets are not thread-safe, and a forked worker must not
+    share its parent's file offsets, so a new process starts with an empty cache (the inherited
+    handles are left to the parent)."""
+    if getattr(_local, "pid", None) != os.getpid():
+        if getattr(_local, "handles", None):
+            _INHERITED.append(_local.handles)  # kept alive, never closed here: they belong to the parent
+        _local.pid, _local.handles = os.getpid(), OrderedDict()
+    return _local.handles
 
 
 def _cache_key(path: str, fmt: str) -> tuple[str, str, int, int]:

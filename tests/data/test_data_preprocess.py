@@ -20,7 +20,7 @@ from sar_jax.data.preprocess import (
     normalize,
     to_log,
 )
-from sar_jax.data.synthetic import synthetic_scenes
+from sar_jax.data.synthetic import synthetic_scenes, synthetic_scenes_with_reflectivity
 
 DB_E = 10.0 * np.log10(np.e)
 
@@ -108,6 +108,11 @@ def test_constant_images_and_bad_mode_are_rejected():
         fit_preprocessing([], "intensity", [1, 99], 1e-6)
     with pytest.raises(SarJaxError, match="no valid training pixels"):
         fit_preprocessing([np.ones((4, 4))], "intensity", [1, 99], 1e-6, valid=[np.zeros((4, 4), bool)])
+    with pytest.raises(SarJaxError, match="train_images: expected 2-D arrays"):
+        fit_preprocessing([np.arange(1.0, 100.0)], "intensity", [1, 99], 1e-6)
+    with pytest.warns(UserWarning, match="log_bias_db = 0"):  # windows too small to measure the bias in
+        small = fit_preprocessing([np.arange(1.0, 101.0).reshape(10, 10)], "intensity", [1, 99], 1e-6)
+    assert small["log_bias_db"] == 0
 
 
 def tiny_synthetic_config(**data):
@@ -234,3 +239,26 @@ def test_no_log_bias_for_db_and_log8():
     np.testing.assert_allclose(denormalize(x, params), np.clip(db, params["vmin"], params["vmax"]), atol=1e-4)
     log8 = fit_preprocessing([rng.integers(0, 256, (64, 64)).astype(np.float32)], "log8", [1, 99], 1e-6)
     assert log8["log_bias_db"] == 0.0 and "log_bias_db_by_units" not in log8
+
+
+def test_log_bias_ignores_point_targets():
+    looks, rng = 4, np.random.default_rng(3)
+    x = _speckle(looks, seed=3)
+    rows, cols = rng.integers(0, 512, (2, 512))
+    x[rows, cols] = 100 * x.mean()  # a bright scatterer in about every other 16 x 16 block
+    theory = DB_E * (np.log(looks) - digamma(looks))
+    assert fit_preprocessing([x], "intensity", [1, 99], 1e-6)["log_bias_db"] == pytest.approx(theory, rel=0.1)
+
+
+@pytest.mark.parametrize("looks", [1.0, 4.0])
+def test_log_bias_restores_the_mean_of_an_ideal_despeckler_on_synthetic_scenes(looks):
+    """Textured fields, edges, lines and point targets: a model that outputs E[dB | reflectivity]
+    (the MSE-optimal despeckled image) is too dark without the correction and about right with it."""
+    pairs = synthetic_scenes_with_reflectivity(3, 256, looks, 0)
+    params = fit_preprocessing([i for i, _ in pairs], "intensity", [1, 99], 1e-6)
+    ideal = [normalize(r * np.exp(digamma(looks) - np.log(looks)), params) for _, r in pairs]
+    total = sum(float(i.astype(np.float64).sum()) for i, _ in pairs)
+    ratio = {on: sum(float(denormalize(x, params, bias_correction=on).astype(np.float64).sum()) for x in ideal) / total
+             for on in (True, False)}
+    assert abs(ratio[True] - 1) < 0.06, ratio
+    assert abs(ratio[False] - 1) > 0.15, ratio

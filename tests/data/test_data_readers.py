@@ -293,16 +293,51 @@ def test_validity_from_overviews(tmp_path, rng):
     np.testing.assert_array_equal(open_raster(path).validity(1)[:64], False)  # step 1: the full raster
 
 
-def test_windows_of_npy_and_png_and_a_pickled_raster(tmp_path, rng):
+def test_windows_of_npy_png_and_tif_and_a_pickled_raster(tmp_path, rng):
     arr = rng.integers(0, 256, (H, W), dtype=np.uint8)
     Image.fromarray(arr).save(tmp_path / "v.png")
     np.save(tmp_path / "v.npy", arr.astype(np.float32) + 1)
+    write_tif(tmp_path / "v.tif", arr.astype(np.float32) + 2, tags={"UNITS": "amplitude"})
     for path, units, expected in ((tmp_path / "v.png", "auto", arr.astype(np.float32)),
-                                  (tmp_path / "v.npy", "amplitude", arr.astype(np.float32) + 1)):
+                                  (tmp_path / "v.npy", "amplitude", arr.astype(np.float32) + 1),
+                                  (tmp_path / "v.tif", "auto", arr.astype(np.float32) + 2)):
         raster = open_raster(path, units=units)
         clone = pickle.loads(pickle.dumps(raster))  # data-loader workers receive it pickled
-        assert isinstance(clone, Raster) and clone == raster
+        assert isinstance(clone, Raster) and clone == raster and hash(clone) == hash(raster)
         np.testing.assert_array_equal(clone.read((2, 3, 10, 20))[0], expected[2:12, 3:23])
+
+
+def _read_in_child(raster, window, queue):
+    from sar_jax.data.readers import _handle
+
+    queue.put((raster.read(window)[0], id(_handle(raster))))
+
+
+def test_forked_worker_opens_its_own_file(tiled_scene):
+    """A forked data-loader worker does not reuse the parent's open dataset (whose file offset it would
+    share): its handle is a new object, and its reads are right while the parent keeps reading."""
+    import multiprocessing
+
+    from sar_jax.data.readers import _handle
+
+    path, _ = tiled_scene
+    raster = open_raster(path)
+    expected = raster.read((10, 20, 30, 40))[0]  # the parent now holds an open, cached dataset
+    parent_handle = id(_handle(raster))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    children = [ctx.Process(target=_read_in_child, args=(raster, (10, 20, 30, 40), queue)) for _ in range(2)]
+    for child in children:
+        child.start()
+    for _ in range(20):
+        raster.read((40, 0, 30, 90))
+    results = [queue.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    for values, handle in results:
+        assert handle != parent_handle  # inherited objects keep their id in a forked child
+        np.testing.assert_array_equal(values, expected)
 
 
 # ---------------------------------------------------------------------- 8-bit views and bit counts
