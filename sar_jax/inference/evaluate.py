@@ -49,6 +49,7 @@ from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
 from sar_jax.data.readers import list_sar_files
+from sar_jax.inference.comparisons import markdown_table as comparisons_table
 from sar_jax.inference.scene_io import write_atomic
 from sar_jax.metrics import sar_stats
 from sar_jax.metrics.ssim import ms_ssim_window
@@ -75,6 +76,7 @@ class EvalSet:
     clipped_fraction: dict[str, float]  # per file: valid pixels outside the checkpoint's clip range
     skipped_patches: int  # patches left out for holding no-data pixels
     description: str
+    windows: np.ndarray | None = None  # (N, 3) (scene, row, col) of the checkpoint's test split
 
 
 def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_clipping: bool = False) -> EvalSet:
@@ -99,7 +101,7 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_cl
         names = [f"test[{i}]" for i in range(len(images))]
         bits = 8 if params["mode"] == "log8" else 32
         return EvalSet(images.astype(np.float32), None, None, names, [source] * len(images), dict(params), bits,
-                       False, {}, 0, f"test split of the checkpoint's data: {source}")
+                       False, {}, 0, f"test split of the checkpoint's data: {source}", datasets.windows["test"])
     images, raws, names, sources = [], [], [], []
     used = None
     bits, phase_dropped, clipped, skipped = 32, False, {}, 0
@@ -215,9 +217,15 @@ def _mean(values: list[Any]) -> float | None:
 
 def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | None = None,
              framework: str = "jax", latent_dtype: str = "float16", units: str | None = None,
-             num_panels: int = 4, batch_size: int | None = None, allow_clipping: bool = False) -> dict[str, Any]:
-    """Run the evaluation, write report.json / report.md / panels.png; return the report."""
+             num_panels: int = 4, batch_size: int | None = None, allow_clipping: bool = False,
+             reference: str = "input", baselines: bool = False) -> dict[str, Any]:
+    """Run the evaluation, write report.json / report.md / panels.png; return the report.
+
+    ``reference="clean"`` (synthetic test split only) also scores against the speckle-free reflectivity;
+    ``baselines`` adds the classical despeckling filters' rows (:mod:`sar_jax.inference.comparisons`).
+    """
     from sar_jax.inference import run as inference
+    from sar_jax.inference.comparisons import clean_patches, comparison_rows
 
     if framework not in ("jax", "torch"):
         raise SarJaxError(f"--framework {framework}: expected jax or torch")
@@ -225,6 +233,11 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         raise SarJaxError(f"--latent-dtype {latent_dtype}: expected float16 or float32")
     if data is not None and not Path(data).exists():
         raise SarJaxError(f"--data {data}: no such file or folder")
+    if reference not in ("input", "clean"):
+        raise SarJaxError(f"--reference {reference}: expected input or clean")
+    if reference == "clean" and data is not None:
+        raise SarJaxError("--reference clean scores the checkpoint's own synthetic test split against its "
+                          "speckle-free reflectivity; drop --data")
     run = inference.load_run(checkpoint, "best")
     out_dir = Path(out) if out else Path(checkpoint) / f"eval-{framework}"
     if out_dir.exists() and not out_dir.is_dir():
@@ -237,7 +250,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     batch = batch_size or run.config["train"]["batch_size"]
     runner = run_jax if framework == "jax" else run_torch
     x_hat, latent_shape, quality = runner(run, es.images, latent_dtype, batch, ssim_window, ms_window)
-    x_lin = es.raw if es.raw is not None else denormalize(es.images[..., 0], es.params)
+    x_lin = es.raw if es.raw is not None else denormalize(es.images[..., 0], es.params, bias_correction=False)
     x_hat_lin = denormalize(x_hat[..., 0], es.params)  # with the log-domain bias correction
     x_hat_raw = denormalize(x_hat[..., 0], es.params, bias_correction=False)
     latent_bpp = sar_stats.latent_bits_per_pixel(size * size, latent_elements=int(np.prod(latent_shape)),
@@ -256,6 +269,13 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         row["compression_ratio"] = ratio
         rows.append(row)
     average = {key: _mean([r[key] for r in rows]) for key in METRIC_KEYS}
+    comparisons = None
+    if reference == "clean" or baselines:
+        clean = clean_patches(run.config, es.windows, es.params) if reference == "clean" else None
+        looks = (run.config["data"]["looks"] if run.config["data"]["source"] == "synthetic"
+                 else max(1.0, average["enl_input"] or 1.0))
+        comparisons = comparison_rows(es.images, x_hat, x_lin, x_hat_lin, es.params, clean=clean, baselines=baselines,
+                                      looks=looks, ssim_window=ssim_window, ms_window=ms_window, batch=batch)
     average["compression_ratio"] = ratio
     per_source = {}
     for src in dict.fromkeys(es.sources):
@@ -273,6 +293,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         "ms_ssim_implementation": ("pytorch_msssim.ms_ssim" if framework == "torch"
                                    else "sar_jax.metrics.ssim.ms_ssim_per_image (JAX port of pytorch_msssim.ms_ssim)"),
         "notes": _notes(es, ms_window, size),
+        "reference": reference, "comparisons": comparisons,
         "average": average, "per_source": per_source, "per_image": rows,
         "seconds": time.perf_counter() - t0,
     }
@@ -363,6 +384,10 @@ def markdown_report(report: dict[str, Any]) -> str:
         f" ({report['ms_ssim_implementation']})", "",
         "## Summary", "", summary_table(report), "",
         "PSNR, SSIM and MS-SSIM on the normalised [0, 1] values; ENL and mean ratio in the data's units.", "",
+        *(["## Despeckling comparison", "", comparisons_table(report["comparisons"]), "",
+           "Filters on linear intensity (Lee with the data's looks), scored on the normalised [0, 1] values;"
+           " 'vs clean': against the speckle-free reflectivity of the synthetic scenes.", ""]
+          if report["comparisons"] else []),
         "## Notes", "", *[f"- {n}" for n in report["notes"]], "",
         "## Per image", "",
         "| image | MSE | PSNR | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio |",
@@ -426,6 +451,10 @@ def setup_args() -> argparse.ArgumentParser:
                              "the checkpoint's units, float from the file's metadata)")
     parser.add_argument("--allow-clipping", action="store_true",
                         help="evaluate --data with > 5%% of its pixels outside the checkpoint's clip range")
+    parser.add_argument("--reference", default="input", choices=("input", "clean"),
+                        help="clean: also score against the speckle-free reflectivity (synthetic test split only)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="add boxcar and Lee filter rows (windows 5 and 7) to the despeckling comparison")
     parser.add_argument("--panels", type=int, default=4, help="images shown in panels.png (default 4)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's train.batch_size")
     return parser
@@ -437,9 +466,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.panels < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise SarJaxError("--panels and --batch-size must be positive")
     report = evaluate(args.checkpoint, args.data, args.out, args.framework, args.latent_dtype,
-                      None if args.units == "auto" else args.units, args.panels, args.batch_size, args.allow_clipping)
+                      None if args.units == "auto" else args.units, args.panels, args.batch_size, args.allow_clipping,
+                      args.reference, args.baselines)
     print(f"{report['framework']} evaluation of {report['checkpoint']} (epoch {report['epoch']}) on {report['data']}")
     print(summary_table(report))
+    if report["comparisons"]:
+        print(comparisons_table(report["comparisons"]))
     for note in report["notes"]:
         print(f"note: {note}")
     print(f"wrote {report['out_dir']}/report.json, report.md, panels.png")
