@@ -16,13 +16,13 @@ import argparse
 import itertools
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sar_jax.core.cli import process_share
 from sar_jax.core.config import load_config, parse_override
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import atomic_path, write_json_atomic, write_text_atomic
@@ -65,19 +65,6 @@ def grid_points(grid: list[tuple[str, list[Any]]], zipped: bool = False) -> list
 def run_name(point: dict[str, Any]) -> str:
     """``loss.ssim_weight=0.25,model.latent_channels=8``: the run's folder name."""
     return ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items())
-
-
-def process_share(num_processes: int | None, process_id: int | None) -> tuple[int, int]:
-    """``(index, count)`` of this process: from the flags, else a SLURM array's variables, else (0, 1)."""
-    if num_processes is None and process_id is None and "SLURM_ARRAY_TASK_ID" in os.environ:
-        count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT", "1"))
-        index = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return index, count
-    count = 1 if num_processes is None else num_processes
-    index = 0 if process_id is None else process_id
-    if count < 1 or not 0 <= index < count:
-        raise SarJaxError(f"process {index} of {count} is invalid; expected 0 <= process id < number of processes")
-    return index, count
 
 
 def train_and_score(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:

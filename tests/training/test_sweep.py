@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from sar_jax.core.cli import process_share
 from sar_jax.core.errors import SarJaxError
 from sar_jax.training import sweep
 
@@ -28,14 +29,14 @@ def test_grid_parsing_and_names():
 
 
 def test_process_share_from_flags_and_slurm(monkeypatch):
-    assert sweep.process_share(None, None) == (0, 1)
-    assert sweep.process_share(3, 2) == (2, 3)
-    with pytest.raises(SarJaxError, match="process 3 of 3"):
-        sweep.process_share(3, 3)
+    assert process_share(None, None) == (0, 1)
+    assert process_share(3, 2) == (2, 3)
+    with pytest.raises(SarJaxError, match="--process-id 3 of --num-processes 3"):
+        process_share(3, 3)
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "4")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
-    assert sweep.process_share(None, None) == (1, 2)
+    assert process_share(None, None) == (1, 2)
 
 
 @pytest.mark.slow
