@@ -1,4 +1,5 @@
-"""Numerical parity between ``sar_jax`` (JAX/Flax) and ``sar_torch_ref`` (PyTorch), float32 on CPU.
+"""Numerical parity between ``sar_jax`` (JAX/Flax) and ``sar_torch_ref`` (PyTorch), float32 (on CPU
+unless run on a GPU: JAX on its default backend, the reference on :func:`torch_device`).
 
 Every check returns a list of rows ``{"check", "quantity", "tolerance", "observed", "pass"}``;
 ``tests/parity`` asserts them and ``python -m sar_jax.parity`` writes them to a report.
@@ -28,7 +29,7 @@ import contextlib
 import copy
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,20 @@ def row(check: str, quantity: str, observed: float, tolerance: float | None = No
     ok = observed == tolerance if op == "==" else (math.isfinite(observed) and observed <= tolerance)
     return {"check": check, "quantity": quantity, "tolerance": tolerance_text or f"{op} {tolerance:g}",
             "observed": observed, "pass": bool(ok)}
+
+
+_TORCH_DEVICE = ["cpu"]
+
+
+@contextlib.contextmanager
+def torch_device(device: str) -> Iterator[None]:
+    """Run the reference side of the checks (models, inputs, losses) on ``device`` ("cpu", "cuda")."""
+    previous = _TORCH_DEVICE[0]
+    _TORCH_DEVICE[0] = device
+    try:
+        yield
+    finally:
+        _TORCH_DEVICE[0] = previous
 
 
 def all_pass(rows: Iterable[Row]) -> bool:
@@ -107,14 +122,14 @@ def torch_model(model_cfg: dict[str, Any], seed: int = 0, randomize_bn: bool = T
                     m.running_var.copy_(0.5 + 1.5 * torch.rand(m.running_var.shape, generator=gen))
             for final in (model.encoder.final, model.decoder.final):
                 final.bias.copy_(0.05 * torch.randn(final.bias.shape, generator=gen))
-    return model
+    return model.to(_TORCH_DEVICE[0])
 
 
 def nchw(x: np.ndarray) -> Any:
-    """NHWC numpy -> NCHW float32 torch tensor."""
+    """NHWC numpy -> NCHW float32 torch tensor (on :func:`torch_device`)."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)), dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)), dtype=np.float32)).to(_TORCH_DEVICE[0])
 
 
 def nhwc(t: Any) -> np.ndarray:
@@ -319,6 +334,7 @@ def check_losses(sar_dir: str | Path | None = None, seed: int = 0) -> list[Row]:
         cases += [c for c in sar_ssim_cases(sar_dir, seed) if "noise" in c[0]]
     loss_cfg = default_config()["loss"]
     t_loss = CombinedLoss(loss_cfg["mse_weight"], loss_cfg["ssim_weight"], loss_cfg["ssim_window"], 1)
+    t_loss = t_loss.to(_TORCH_DEVICE[0])
     worst: dict[str, float] = {}
     for _, a, b in cases:
         _, jm = combined_loss(a, b)
@@ -328,7 +344,7 @@ def check_losses(sar_dir: str | Path | None = None, seed: int = 0) -> list[Row]:
         jp = per_image_metrics(a, b)
         diffs = {f"combined {k}": abs(float(jm[k]) - float(tm[k])) for k in ("loss", "mse", "ssim", "psnr")}
         diffs["psnr() of the batch"] = abs(float(psnr(a, b)) - float(t_psnr(nchw(a), nchw(b))))
-        diffs.update({f"per-image {k}": _max_abs(jp[k], tp[k].numpy()) for k in ("loss", "mse", "ssim", "psnr")})
+        diffs.update({f"per-image {k}": _max_abs(jp[k], tp[k].cpu().numpy()) for k in ("loss", "mse", "ssim", "psnr")})
         for k, v in diffs.items():
             worst[k] = max(worst.get(k, 0.0), v)
     rows = [row("2 losses", f"{k} max|diff| over {len(cases)} pairs", v, TOL["loss"]) for k, v in worst.items()]
@@ -370,12 +386,12 @@ def check_gradients(base: int = 8, latent: int = 4, size: int = 32, batch: int =
     (loss_j, _), grads = grad_fn(variables["params"], variables["batch_stats"], x, jmodel,
                                  _HashableDict(_loss_weights(config)))
     x_hat, _ = tmodel(nchw(x))
-    loss_t, _ = CombinedLoss.from_config(config)(x_hat, nchw(x))
+    loss_t, _ = CombinedLoss.from_config(config).to(_TORCH_DEVICE[0])(x_hat, nchw(x))
     loss_t.backward()
     jg = flax_to_torch({"params": grads, "batch_stats": variables["batch_stats"]})
     name = f"3 gradients (base {base}, {batch}x{size}x{size}, train)"
     rows = [row(name, "loss |diff|", abs(float(loss_j) - float(loss_t.detach())), TOL["loss"])]
-    rels = {n: _rel(jg[n].numpy(), p.grad.numpy()) for n, p in tmodel.named_parameters()}
+    rels = {n: _rel(jg[n].numpy(), p.grad.cpu().numpy()) for n, p in tmodel.named_parameters()}
     rows.append(row(name, f"max over {len(rels)} parameters of ||g_jax - g_torch|| / ||g_torch||",
                     max(rels.values()), TOL["grad_rel"]))
     rows += [row(name, f"{n}: relative error", v, TOL["grad_rel"]) for n, v in rels.items()]
@@ -419,14 +435,14 @@ def check_optimizer(steps: int = 3, lr: float = 1e-3, seed: int = 0) -> list[Row
         worst = 0.0
         for g in grad_seq:
             for n, p in tmodel.named_parameters():
-                p.grad = g[n].clone()
+                p.grad = g[n].to(p.device)
             torch.nn.utils.clip_grad_norm_(params, max_norm)
             opt.step()
             jgrads = torch_to_flax({**sd, **g})["params"]
             upd, opt_state = update(jgrads, opt_state, jparams)
             jparams = optax.apply_updates(jparams, upd)
             back = flax_to_torch({"params": jparams, "batch_stats": torch_to_flax(sd)["batch_stats"]})
-            worst = max(worst, max(_max_abs(back[n].numpy(), p.detach().numpy())
+            worst = max(worst, max(_max_abs(back[n].numpy(), p.detach().cpu().numpy())
                                    for n, p in tmodel.named_parameters()))
         clipped = sum(nm > max_norm for nm in norms)
         rows.append(row(f"4 optimizer (clip + Adam, {steps} steps)",
@@ -634,6 +650,7 @@ def torch_train(tmodel: Any, config: dict[str, Any], batches: Sequence[np.ndarra
     loss_fn = CombinedLoss.from_config(config)
     if window is not None:
         loss_fn.ssim.win = torch.from_numpy(np.array(window, np.float32)).reshape(1, 1, 1, -1).repeat(config["model"]["in_channels"], 1, 1, 1)
+    loss_fn = loss_fn.to(_TORCH_DEVICE[0])
     optimizer = torch.optim.Adam(tmodel.parameters(), lr=config["train"]["lr"])
     tmodel.train()
     losses = []
@@ -650,8 +667,8 @@ def torch_train(tmodel: Any, config: dict[str, Any], batches: Sequence[np.ndarra
 
 
 def _param_rel(a: dict[str, Any], b: dict[str, Any], names: Sequence[str]) -> float:
-    diff = math.sqrt(sum(float(((a[n].double() - b[n].double()) ** 2).sum()) for n in names))
-    return diff / math.sqrt(sum(float((b[n].double() ** 2).sum()) for n in names))
+    diff = math.sqrt(sum(float(((a[n].cpu().double() - b[n].cpu().double()) ** 2).sum()) for n in names))
+    return diff / math.sqrt(sum(float((b[n].cpu().double() ** 2).sum()) for n in names))
 
 
 def lockstep(steps: int = 50, seed: int = 0, lr: float = 1e-4, batch_size: int = 4,
@@ -687,7 +704,7 @@ def lockstep(steps: int = 50, seed: int = 0, lr: float = 1e-4, batch_size: int =
     pnames = [n for n, _ in tmodel.named_parameters()]
     stats = [n for n in tsd if n.endswith(("running_mean", "running_var"))]
     out = {"jax_loss": j_losses, "torch_loss": t_losses, "param_rel": _param_rel(final, tsd, pnames),
-           "per_param_rel": {n: _rel(final[n].numpy(), tsd[n].numpy()) for n in pnames},
+           "per_param_rel": {n: _rel(final[n].numpy(), tsd[n].cpu().numpy()) for n in pnames},
            "bn_stats_rel": _param_rel(final, tsd, stats),
            "num_batches_tracked_equal": all(int(final[n]) == int(tsd[n]) for n in tsd
                                             if n.endswith("num_batches_tracked")),

@@ -119,6 +119,7 @@ class EpochProgress:
     batches: int = 0
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_TRAIN_METRICS, 0.0))
     seconds: float = 0.0
+    data_wait_seconds: float = 0.0  # blocked in the loader waiting for the next batch
 
     def add(self, metrics: list[dict[str, Any]]) -> None:
         """Accumulate a chunk of per-step metrics."""
@@ -144,7 +145,13 @@ def train_epoch(steps: dict[str, Any], state: TrainState, loader: BatchIterator,
     bar = tqdm(loader.epoch(epoch, start=done.batches), total=len(loader), initial=done.batches,
                desc=f"epoch {epoch}", leave=False, disable=not (progress and distributed.is_main_process()),
                dynamic_ncols=True)
-    for batch in bar:
+    batches = iter(bar)
+    while True:
+        t_wait = time.perf_counter()
+        batch = next(batches, None)
+        done.data_wait_seconds += time.perf_counter() - t_wait
+        if batch is None:
+            break
         state, metrics = steps["train_step"](state, distributed.shard_batch(batch, mesh))
         pending.append(metrics)
         last = done.batches + len(pending) == len(loader)
@@ -273,6 +280,7 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                           **{f"val_{k}": v for k, v in val_m.items()}, "lr": lr,
                           "epoch_seconds": progress.seconds + time.perf_counter() - t_val,
                           "train_images_per_second": progress.batches * train_cfg["batch_size"] / progress.seconds,
+                          "train_data_wait_fraction": progress.data_wait_seconds / progress.seconds,
                           "best": improved}
                 progress = EpochProgress()
                 if main_process:

@@ -22,7 +22,7 @@ from sar_jax.training import checkpointing
 from sar_jax.training import loop as train
 from sar_jax.training.state import create_train_state
 
-TIMING_KEYS = {"epoch_seconds", "train_images_per_second"}
+TIMING_KEYS = {"epoch_seconds", "train_images_per_second", "train_data_wait_fraction"}
 
 
 def _state(run: Path, which: str = "latest"):

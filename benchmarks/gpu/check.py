@@ -1,0 +1,622 @@
+"""One prepared command for a short GPU lease: environment, parity, throughput, an end-to-end run.
+
+    bash benchmarks/gpu/run.sh OUT_DIR [WHEEL_DIR] [--tiny]     # installs missing wheels, then:
+    python -m benchmarks.gpu.check --out OUT_DIR [--tiny] [--device gpu|cpu] [--budget-s S] [--parts ...]
+
+Parts, in this order; each prints its elapsed time, and the results so far are saved after each
+(a run cut short keeps what finished). A part that raises is recorded and the next one runs.
+
+1. ``env``: versions (jax, jaxlib, flax, optax, torch, CUDA, cuDNN), the device, and whether the
+   CPU-only paths (per-conv batch chunks, eval micro-batches) are off: no loop primitive in the
+   jaxprs of the train step, predict and eval step at the throughput shapes.
+2. ``parity``: :func:`sar_jax.parity.report.run_all` (forward, SSIM, losses, gradients, clip + Adam,
+   LR plateau, lockstep) with JAX on its backend and the reference on the same device, TF32 off on
+   both sides; then :func:`sar_jax.parity.checks.check_forward` at default precision (TF32 where
+   the GPU uses it), reported, not judged. Meanwhile a child process compiles torch.compile's
+   contender (:mod:`benchmarks.gpu.compile_probe`) against a deadline.
+3. ``throughput``: :func:`benchmarks.throughput.measure` (every contender alternated in one
+   process) at batch 64, 256, 8 in that order while the budget allows (torch.compile only at the
+   batch sizes the probe compiled in time), then the per-layer profile; the issue's GPU targets.
+4. ``e2e``: ``python -m sar_jax.train --config baseline`` on synthetic data at batch 64 for a
+   fixed number of steps (epochs x steps per epoch): images/s and the share of train time spent
+   waiting for data (``train_data_wait_fraction`` of ``training.log``).
+
+Writes ``<slug>.json``, ``<slug>.md``, ``<slug>-throughput.png`` and ``<slug>-lockstep.png`` in
+OUT_DIR, ``<slug>`` naming the device (``gpu-nvidia-h200``; ``cpu-tiny`` for ``--tiny``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PARTS = ("env", "parity", "throughput", "e2e")
+
+#: Full run (GPU) and --tiny (CPU, in make test): the same parts, smaller everywhere.
+MODES: dict[str, dict[str, Any]] = {
+    "full": {"batches": [64, 256, 8], "size": 256, "repeats": 5, "overrides": [],
+             "forward": {"size": 256, "batch": 2, "base": 64, "latent": 16}, "optimizer_steps": 3,
+             "lockstep_steps": 50, "reference_floor": True, "compile_timeout_s": 120.0, "budget_s": 450.0,
+             "e2e_reserve_s": 100.0, "layer_profile": True, "layer_profile_s": 60.0, "layer_profile_repeats": 5,
+             "e2e_args": ["--config", "baseline", "--set", "train.batch_size=64", "--set", "train.epochs=4",
+                          "--set", "data.stride=64", "--set", "logging.progress=false"]},
+    "tiny": {"batches": [2], "size": 64, "repeats": 2,
+             "overrides": ["model.base_channels=4", "model.latent_channels=4"],
+             "forward": {"size": 64, "batch": 2, "base": 8, "latent": 4}, "optimizer_steps": 1,
+             "lockstep_steps": 3, "reference_floor": False, "compile_timeout_s": 2.0, "budget_s": 300.0,
+             "e2e_reserve_s": 30.0, "layer_profile": False, "layer_profile_s": 0.0, "layer_profile_repeats": 1,
+             "e2e_args": ["--config", "tiny", "--set", "train.batch_size=2", "--set", "train.epochs=2",
+                          "--set", "logging.image_every=100", "--set", "logging.histogram_every=100"]},
+}
+
+#: The issue's GPU targets: (name, numerator label, denominator label, goal) per batch size.
+RATIO_TARGETS = (("JAX fp32 / torch eager fp32", "jax-jit-fp32 / torch-eager-fp32", 1.3),
+                 ("JAX fp32 / torch.compile fp32", "jax-jit-fp32 / torch-compile-fp32", 1.0),
+                 ("JAX bf16 / JAX fp32", "jax-jit-bf16 / jax-jit-fp32", 1.8))
+MFU_TARGET = 0.25  # of the bf16 peak, JAX bf16 train step at the largest batch
+COMPILE_TARGET_S = 30.0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu.check", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="folder for the results (at most 4 files)")
+    p.add_argument("--tiny", action="store_true", help="small widths, 64x64, batch 2, 2 repeats, on CPU")
+    p.add_argument("--device", choices=("gpu", "cpu"), default=None, help="default gpu (cpu with --tiny)")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="seconds for all parts (default 450; tiny 300): throughput drops batch sizes to fit")
+    p.add_argument("--compile-timeout-s", type=float, default=None,
+                   help="deadline for torch.compile's first compilations (default 120; tiny 2)")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    args = p.parse_args(argv)
+    args.mode = dict(MODES["tiny" if args.tiny else "full"])
+    args.device = args.device or ("cpu" if args.tiny else "gpu")
+    for key in ("budget_s", "compile_timeout_s"):
+        if getattr(args, key) is not None:
+            args.mode[key] = getattr(args, key)
+    args.parts = [p for p in args.parts.split(",") if p]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        p.error(f"--parts: unknown {sorted(unknown)}; known: {','.join(PARTS)}")
+    return args
+
+
+class Clock:
+    """Seconds since the start and left in the budget."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.t0 = time.perf_counter()
+        self.budget_s = budget_s
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def left(self) -> float:
+        return self.budget_s - self.elapsed()
+
+
+def slug(device: str, device_name: str, tiny: bool) -> str:
+    """File-name stem naming the device: ``gpu-nvidia-h200``, ``cpu-tiny``."""
+    if device == "cpu":
+        return "cpu-tiny" if tiny else "cpu"
+    return "gpu-" + re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") + ("-tiny" if tiny else "")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float) + "\n")
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------------------- env
+
+def loop_primitives(jaxpr: Any) -> int:
+    """Number of ``scan``/``while`` equations in a (closed) jaxpr, nested ones included."""
+    inner = getattr(jaxpr, "jaxpr", jaxpr)
+    count = 0
+    for eqn in inner.eqns:
+        count += eqn.primitive.name in ("scan", "while")
+        for value in eqn.params.values():
+            for v in value if isinstance(value, (tuple, list)) else (value,):
+                if hasattr(v, "eqns") or hasattr(getattr(v, "jaxpr", None), "eqns"):
+                    count += loop_primitives(v)
+    return count
+
+
+def step_loops(config: dict[str, Any], batch: int, size: int) -> dict[str, int]:
+    """Loop primitives in the jaxprs of ``train_step``, ``predict`` and ``eval_step`` at (batch,
+    size): where they are 0, no convolution runs over batch chunks and no eval pass in
+    micro-batches (the CPU-only paths of :mod:`sar_jax.ops.micro_batches` are off)."""
+    import jax
+    import jax.numpy as jnp
+
+    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.training.state import compile_steps, create_train_state
+
+    model = SARAutoencoder.from_config(config["model"])
+    steps = compile_steps(model, config)  # fresh jit objects: no trace cached under another backend
+    state = create_train_state(model, config)
+    x = jax.ShapeDtypeStruct((batch, size, size, config["model"]["in_channels"]), jnp.float32)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return {"train_step": loop_primitives(jax.make_jaxpr(steps["train_step"])(state, x)),
+            "predict": loop_primitives(jax.make_jaxpr(steps["predict"])(variables, x)),
+            "eval_step": loop_primitives(jax.make_jaxpr(steps["eval_step"])(state, x))}
+
+
+def _dist_versions(prefixes: tuple[str, ...]) -> dict[str, str]:
+    from importlib import metadata
+
+    return {d.metadata["Name"]: d.version for d in metadata.distributions()
+            if d.metadata["Name"] and d.metadata["Name"].lower().startswith(prefixes)}
+
+
+def part_env(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    import jax
+    import torch
+
+    from benchmarks.throughput import device_info, versions
+
+    dev = jax.devices()[0]
+    out: dict[str, Any] = {
+        "device": device_info(args.device), "versions": versions(),
+        "cuda": {"torch_cuda": torch.version.cuda,
+                 "torch_cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+                 "torch_device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                 "jax_compute_capability": getattr(dev, "compute_capability", None),
+                 "jax_plugins": _dist_versions(("jax-cuda", "jax_cuda", "nvidia-cudnn", "nvidia-cuda-runtime"))},
+        "jax_environment": jax.print_environment_info(return_string=True),
+        "jax_device_count": jax.device_count()}
+    b, s = args.mode["batches"][0], args.mode["size"]
+    loops = step_loops(config, b, s)
+    off = not any(loops.values())
+    out["cpu_only_paths"] = {
+        "batch_size": b, "image_size": s, "loop_primitives": loops, "off": off,
+        "pass": off if args.device == "gpu" else True,
+        "note": ("must be off on a GPU: whole-batch convolutions and eval passes" if args.device == "gpu" else
+                 "CPU: chunks and micro-batches are used only from about 128x128x64 activations per sample")}
+    v, c = out["versions"], out["cuda"]
+    print(f"device: {out['device']['name']} ({jax.default_backend()}, {jax.device_count()} device(s)); "
+          f"torch sees {c['torch_device_name']}")
+    print("versions: " + ", ".join(f"{k} {v[k]}" for k in ("python", "jax", "jaxlib", "flax", "optax", "torch")
+                                    if k in v)
+          + f"; CUDA (torch) {c['torch_cuda']}, cuDNN (torch) {c['torch_cudnn']}; "
+          + ", ".join(f"{k} {val}" for k, val in sorted(c["jax_plugins"].items())))
+    print(f"CPU-only paths at batch {b}, {s}x{s}: loops {loops} -> {'off' if off else 'ON'}")
+    return out
+
+
+# -------------------------------------------------------------------------------------- parity
+
+class Tf32:
+    """torch's TF32 switches for matmuls and cuDNN convolutions, restored on exit."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> Tf32:
+        import torch
+
+        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.enabled
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
+
+
+def as_info(row: dict[str, Any], why: str) -> dict[str, Any]:
+    """A parity row reported, not judged (``would_pass`` keeps its verdict)."""
+    return {**row, "tolerance": f"info ({why}; {row['tolerance']})", "pass": True, "info": True,
+            "would_pass": row["pass"]}
+
+
+def part_parity(args: argparse.Namespace, out_dir: Path, stem: str) -> dict[str, Any]:
+    import jax
+
+    from sar_jax.parity import checks
+
+    m = args.mode
+    tdev = "cuda" if args.device == "gpu" else "cpu"
+    timings: dict[str, float] = {}
+
+    def timed(label: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        value = fn()
+        timings[label] = round(time.perf_counter() - t0, 1)
+        print(f"  parity {label}: {timings[label]} s", flush=True)
+        return value
+
+    with jax.default_matmul_precision("highest"), Tf32(False), checks.torch_device(tdev):
+        rows = timed("1 forward", lambda: checks.check_forward(**m["forward"]))
+        rows += timed("2 SSIM", checks.check_ssim)
+        rows += timed("2 losses", checks.check_losses)
+        rows += timed("3 gradients", checks.check_gradients)
+        rows += timed("4 clip + Adam", lambda: checks.check_optimizer(steps=m["optimizer_steps"]))
+        lock = timed("6 lockstep", lambda: checks.lockstep(m["lockstep_steps"], reference_floor=m["reference_floor"]))
+        rows += checks.check_lockstep(result=lock)
+    checks.plot_lockstep(lock, out_dir / f"{stem}-lockstep.png")
+    with Tf32(True), checks.torch_device(tdev):
+        default_rows = [as_info(r, "default precision: TF32 on both sides where the GPU has it")
+                        for r in timed("1 forward, default precision", lambda: checks.check_forward(**m["forward"]))]
+    failed = checks.failures(rows)
+    print(f"parity (TF32 off): {len(rows) - len(failed)}/{len(rows)} rows pass")
+    for r in failed:
+        print(f"  FAILED: {r['check']}: {r['quantity']}: observed {r['observed']:.3g}, tolerance {r['tolerance']}")
+    for r in default_rows:
+        if "max|diff|" in r["quantity"] and "float64" not in r["quantity"]:
+            print(f"  default precision: {r['quantity']}: {r['observed']:.3g} "
+                  f"({'within' if r['would_pass'] else 'OUTSIDE'} the fp32 tolerance)")
+    return {"settings": {"torch_device": tdev, "jax_matmul_precision": "highest", "torch_allow_tf32": False,
+                         "forward": m["forward"], "optimizer_steps": m["optimizer_steps"],
+                         "lockstep_steps": m["lockstep_steps"]},
+            "passed": not failed, "rows": rows, "default_precision_rows": default_rows, "timings": timings,
+            "lockstep": {k: lock[k] for k in ("jax_loss", "torch_loss", "param_rel")}}
+
+
+# ------------------------------------------------------------------------------ compile probe
+
+class CompileProbe:
+    """torch.compile's first compilations in a child process, held to a deadline."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        m = args.mode
+        self.timeout = m["compile_timeout_s"]
+        self.log = tempfile.NamedTemporaryFile(prefix="sar-compile-probe-", suffix=".log", delete=False)
+        cmd = [sys.executable, "-m", "benchmarks.gpu.compile_probe", "--device", args.device,
+               "--batch", ",".join(map(str, m["batches"])), "--size", str(m["size"]),
+               *[a for o in m["overrides"] for a in ("--set", o)]]
+        self.t0 = time.perf_counter()
+        # own session, so that the watchdog kills the whole group (inductor's compile workers too)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.timed_out, self.seconds = False, 0.0
+        self.watchdog = threading.Thread(target=self._watch, daemon=True)
+        self.watchdog.start()
+        self.result: dict[str, Any] | None = None
+
+    def _watch(self) -> None:
+        try:
+            self.proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.timed_out = True
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.seconds = time.perf_counter() - self.t0
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the rest of the deadline; ``{compiled: {batch: seconds}, timed_out, ...}``."""
+        if self.result is not None:
+            return self.result
+        self.watchdog.join()
+        timed_out, seconds = self.timed_out, self.seconds
+        self.log.close()
+        text = Path(self.log.name).read_text(errors="replace")
+        os.unlink(self.log.name)
+        compiled = {int(b): float(s) for b, s in re.findall(r"^compiled (\d+) ([\d.]+)$", text, re.M)}
+        failed = re.findall(r"^failed (\d+) (.*)$", text, re.M)
+        self.result = {"deadline_s": self.timeout, "seconds": round(seconds, 1), "timed_out": timed_out,
+                       "returncode": None if timed_out else self.proc.returncode, "compiled": compiled,
+                       "failed": failed[0][1] if failed else None,
+                       "log_tail": text[-2000:] if (timed_out or self.proc.returncode) else ""}
+        state = "timed out" if timed_out else f"exit {self.proc.returncode}"
+        print(f"torch.compile probe: {state} after {seconds:.1f} s (deadline {self.timeout:g} s); "
+              f"compiled batch sizes {sorted(compiled) or 'none'}")
+        return self.result
+
+    def note(self, batch: int) -> str | None:
+        """Why torch.compile is skipped at ``batch`` (None: it compiled in time)."""
+        r = self.finish()
+        if batch in r["compiled"]:
+            return None
+        if r["failed"]:
+            return f"torch-compile-fp32 skipped at batch {batch}: {r['failed']}"
+        return (f"torch-compile-fp32 skipped at batch {batch}: not compiled within {r['deadline_s']:g} s "
+                f"(child process {'killed at the deadline' if r['timed_out'] else 'exited ' + str(r['returncode'])})")
+
+
+# ---------------------------------------------------------------------------------- throughput
+
+def gpu_targets(rows: list[dict[str, Any]], ratios: dict[str, Any]) -> dict[str, Any]:
+    """The issue's GPU targets per (batch, size): ratios, bf16 MFU at the largest batch, compile time."""
+    out: dict[str, Any] = {}
+    for key, modes in ratios.items():
+        t: dict[str, Any] = {}
+        for mode in ("train", "infer"):
+            for name, pair, goal in RATIO_TARGETS:
+                r = modes.get(mode, {}).get(pair)
+                if r:
+                    t[f"{mode}: {name}"] = {"value": round(r["ratio"], 3), "target": goal, "goal": f">= {goal}",
+                                            "met": r["ratio"] >= goal}
+        b, s = (int(v) for v in key.replace("batch", "").split("_size"))
+        for prec in ("fp32", "bf16"):
+            j = next((r for r in rows if (r["framework"], r["precision"], r["mode"], r["batch_size"],
+                                          r["image_size"]) == ("jax", prec, "train", b, s)), None)
+            if j and j["compile_seconds"] is not None:
+                t[f"JAX {prec} train-step compile s"] = {"value": round(j["compile_seconds"], 2),
+                                                        "target": COMPILE_TARGET_S, "goal": f"< {COMPILE_TARGET_S:g}",
+                                                        "met": j["compile_seconds"] < COMPILE_TARGET_S}
+        out[key] = t
+    jb = [r for r in rows if (r["framework"], r["precision"], r["mode"]) == ("jax", "bf16", "train")]
+    if jb:
+        big = max(jb, key=lambda r: (r["batch_size"], r["image_size"]))
+        key = f"batch{big['batch_size']}_size{big['image_size']}"
+        mfu = big["mfu"]
+        out[key]["train: JAX bf16 MFU (of the bf16 peak)"] = {
+            "value": None if mfu is None else round(mfu, 4), "target": MFU_TARGET, "goal": f">= {MFU_TARGET:.0%}",
+            "met": mfu is not None and mfu >= MFU_TARGET}
+    return out
+
+
+def part_throughput(args: argparse.Namespace, config_name: str, clock: Clock, probe: CompileProbe | None,
+                    out_dir: Path, stem: str) -> tuple[dict[str, Any], str]:
+    from benchmarks import throughput
+    from sar_jax.core.config import load_config
+
+    m = args.mode
+    targs = throughput.parse_args(["--device", args.device, "--batch", ",".join(map(str, m["batches"])),
+                                   "--size", str(m["size"]), "--repeats", str(m["repeats"]), "--config", config_name,
+                                   "--no-pipeline", "--no-layer-profile",
+                                   *[a for o in m["overrides"] for a in ("--set", o)]])
+    targs.command = "python -m benchmarks.gpu.check " + " ".join(args.argv)
+    config = load_config(config_name, m["overrides"])[0]
+    notes: list[str] = [f"precision: JAX default matmul/conv precision; torch cudnn.allow_tf32="
+                        f"{_torch_flag('cudnn')}, cuda.matmul.allow_tf32={_torch_flag('matmul')} (torch's defaults), "
+                        f"cudnn.benchmark={_torch_flag('benchmark')}"]
+    contenders = throughput.select_contenders(None, False, notes)
+    last = {"t": None, "seconds": 0.0}
+
+    def plan(b: int, s: int, chosen: list[Any]) -> list[Any]:
+        now = time.perf_counter()
+        if last["t"] is not None:
+            last["seconds"] = now - last["t"]
+        left = clock.left() - m["e2e_reserve_s"]
+        if last["t"] is not None and left < 1.5 * last["seconds"]:
+            notes.append(f"batch {b}, size {s} skipped: {left:.0f} s left of the budget before the e2e part, "
+                         f"the last batch size took {last['seconds']:.0f} s")
+            print(f"  {notes[-1]}", flush=True)
+            return []
+        last["t"] = now
+        keep = []
+        for c in chosen:
+            why = probe.note(b) if (c.label == "torch-compile-fp32" and probe) else None
+            if c.label == "torch-compile-fp32" and not probe:
+                why = "torch-compile-fp32 skipped: the compile probe did not run"
+            if why:
+                notes.append(why)
+            else:
+                keep.append(c)
+        return keep
+
+    result = throughput.measure(targs, config, contenders, notes, plan)
+    if probe:
+        result["torch_compile_probe"] = probe.finish()
+    measured = sorted({r["batch_size"] for r in result["results"]})
+    lp_batch = 64 if 64 in measured else (measured[0] if measured else None)
+    if not m["layer_profile"]:
+        notes.append("per-layer profile: not run in --tiny (benchmarks.throughput's own test covers it)")
+    elif lp_batch is not None and clock.left() - m["e2e_reserve_s"] >= m["layer_profile_s"]:
+        from benchmarks.layer_profile import profile_layers
+
+        print(f"  per-layer profile (batch {lp_batch}, size {m['size']})", flush=True)
+        result["layer_profile"] = {"batch_size": lp_batch, "image_size": m["size"],
+                                   "rows": profile_layers(config, lp_batch, m["size"],
+                                                          repeats=m["layer_profile_repeats"], device=args.device)}
+    else:
+        notes.append("per-layer profile skipped: not enough of the time budget left")
+    result["targets"] = gpu_targets(result["results"], result["ratios"])
+    result["targets_heading"] = ("GPU: JAX fp32 >= 1.3x torch eager and >= 1.0x torch.compile at batch 64, "
+                                 "bf16 >= 1.8x fp32, >= 25% of the bf16 peak at batch 256, compile < 30 s")
+    from benchmarks.report import write_markdown, write_plot
+
+    with tempfile.TemporaryDirectory() as tmp:
+        md = Path(tmp) / "t.md"
+        write_markdown(result, md)
+        text = md.read_text()
+    write_plot(result, out_dir / f"{stem}-throughput.png")
+    for r in result["results"]:
+        mfu = "n/a" if r["mfu"] is None else f"{r['mfu']:.1%}"
+        print(f"  {r['framework']}-{r['variant']}-{r['precision']} {r['mode']} batch {r['batch_size']}: "
+              f"{r['images_per_second']:.1f} images/s, {r['tflops']:.2f} TFLOP/s, MFU {mfu}")
+    return result, text
+
+
+def _torch_flag(which: str) -> bool:
+    import torch
+
+    return {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "benchmark": torch.backends.cudnn.benchmark}[which]
+
+
+# ------------------------------------------------------------------------------------------ e2e
+
+def part_e2e(args: argparse.Namespace, clock: Clock) -> dict[str, Any]:
+    m = args.mode
+    with tempfile.TemporaryDirectory(prefix="sar-gpu-e2e-") as tmp:
+        run_dir = Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "sar_jax.train", *m["e2e_args"], "--out", str(run_dir)]
+        print("  " + " ".join(cmd[1:]), flush=True)
+        timeout = max(clock.left(), m["e2e_reserve_s"])
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        wall = time.perf_counter() - t0
+        print("\n".join("  | " + line for line in (proc.stdout + proc.stderr).strip().splitlines()[-15:]))
+        if proc.returncode:
+            raise RuntimeError(f"sar_jax.train exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+        records = [json.loads(line) for line in (run_dir / "training.log").read_text().splitlines() if line]
+        config = json.loads((run_dir / "config.json").read_text())
+        steps = max(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+    keys = ("epoch", "train_images_per_second", "train_data_wait_fraction", "epoch_seconds", "train_loss", "val_loss")
+    epochs = [{k: r[k] for k in keys} for r in records]
+    steady = epochs[1:] or epochs  # epoch 1 includes compilation
+    out = {"command": "python -m sar_jax.train " + " ".join(m["e2e_args"]), "wall_seconds": round(wall, 1),
+           "batch_size": config["train"]["batch_size"], "epochs": len(epochs), "steps": steps,
+           "steps_per_epoch": steps // max(len(epochs), 1),
+           "images_per_second": float(np.median([e["train_images_per_second"] for e in steady])),
+           "data_wait_fraction": float(np.mean([e["train_data_wait_fraction"] for e in steady])),
+           "steady_epochs": [e["epoch"] for e in steady], "per_epoch": epochs,
+           "note": "images/s and data wait: median / mean over the epochs after the first (which compiles); "
+                   "data wait = time blocked in the batch iterator / the epoch's training time"}
+    print(f"e2e: {out['steps']} steps ({out['epochs']} epochs x {out['steps_per_epoch']}) at batch "
+          f"{out['batch_size']}: {out['images_per_second']:.1f} images/s, "
+          f"{out['data_wait_fraction']:.1%} of train time waiting for data, {wall:.0f} s in all")
+    return out
+
+
+# --------------------------------------------------------------------------------------- report
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return "0" if v == 0 else (f"{v:.3g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.4g}")
+    return str(v)
+
+
+def markdown(report: dict[str, Any], throughput_md: str | None) -> str:
+    env, parts = report.get("env", {}), report["parts"]
+    name = env.get("device", {}).get("name", report["device"])
+    lines = [f"# GPU check: {name} ({report['device']}{', tiny' if report['tiny'] else ''})", "",
+             f"`{report['command']}`; {report['elapsed_s']:.0f} s of a {report['budget_s']:.0f} s budget.", "",
+             "| part | seconds | status |", "|---|---|---|"]
+    lines += [f"| {p} | {v['seconds']:.1f} | {v['status']} |" for p, v in parts.items()]
+    if env:
+        v, c = env["versions"], env["cuda"]
+        lines += ["", "## Environment", "",
+                  ", ".join(f"{k} {v[k]}" for k in ("python", "jax", "jaxlib", "flax", "optax", "torch", "numpy",
+                                                    "dm_pix", "pytorch_msssim") if k in v)
+                  + f"; torch CUDA {c['torch_cuda']}, cuDNN {c['torch_cudnn']}; "
+                  + ", ".join(f"{k} {val}" for k, val in sorted(c["jax_plugins"].items())) + ".", ""]
+        cp = env["cpu_only_paths"]
+        lines.append(f"CPU-only paths at batch {cp['batch_size']}, {cp['image_size']}x{cp['image_size']}: loop "
+                     f"primitives {cp['loop_primitives']} -> **{'off' if cp['off'] else 'ON'}** ({cp['note']}).")
+    par = report.get("parity")
+    if par:
+        rows = par["rows"]
+        failed = [r for r in rows if not r["pass"]]
+        lines += ["", f"## Parity, TF32 off on both sides ({len(rows) - len(failed)}/{len(rows)} rows pass)", "",
+                  f"JAX `default_matmul_precision('highest')`, torch on `{par['settings']['torch_device']}` with "
+                  "`allow_tf32=False` (matmul and cuDNN). Then the forward at default precision (info).", "",
+                  "| check | quantity | tolerance | observed | pass |", "|---|---|---|---|---|"]
+        for r in rows + par["default_precision_rows"]:
+            status = "info" if r.get("info") else ("yes" if r["pass"] else "**NO**")
+            cells = [r["check"], r["quantity"], r["tolerance"], _fmt(r["observed"]), status]
+            lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+    e2e = report.get("e2e")
+    if e2e:
+        lines += ["", "## End to end", "", f"`{e2e['command']}`: {e2e['steps']} steps ({e2e['epochs']} epochs x "
+                  f"{e2e['steps_per_epoch']}) at batch {e2e['batch_size']}, **{e2e['images_per_second']:.1f} "
+                  f"images/s**, **{e2e['data_wait_fraction']:.1%}** of train time waiting for data "
+                  f"({e2e['wall_seconds']:.0f} s in all, start-up and data generation included). {e2e['note']}.", "",
+                  "| epoch | images/s | data wait | epoch s | train loss | val loss |", "|---|---|---|---|---|---|"]
+        lines += [f"| {e['epoch']} | {e['train_images_per_second']:.1f} | {e['train_data_wait_fraction']:.1%} "
+                  f"| {e['epoch_seconds']:.1f} | {e['train_loss']:.4f} | {e['val_loss']:.4f} |"
+                  for e in e2e["per_epoch"]]
+    if throughput_md:
+        lines += ["", "## Throughput", ""] + ["#" + ln if ln.startswith("#") else ln
+                                              for ln in throughput_md.splitlines()[1:]]
+    errors = {p: v["error"] for p, v in parts.items() if v.get("error")}
+    if errors:
+        lines += ["", "## Errors", ""] + [f"- {p}: `{e.strip().splitlines()[-1]}`" for p, e in errors.items()]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------- main
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    args.argv = argv
+    from benchmarks.throughput import _set_platform_env
+
+    _set_platform_env(args.device)
+    clock = Clock(args.mode["budget_s"])
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from sar_jax.core.config import load_config
+
+    config_name = "baseline"
+    config = load_config(config_name, args.mode["overrides"])[0]
+    report: dict[str, Any] = {"command": "python -m benchmarks.gpu.check " + " ".join(argv), "device": args.device,
+                              "tiny": args.tiny, "budget_s": args.mode["budget_s"], "mode": args.mode,
+                              "parts": {}, "elapsed_s": 0.0}
+    import jax
+    import torch
+
+    try:
+        kind = getattr(jax.devices()[0], "device_kind", "")
+    except RuntimeError as exc:  # JAX_PLATFORMS=cuda without a usable GPU
+        print(f"error: --device {args.device}: JAX found no such device ({str(exc).splitlines()[0]})",
+              file=sys.stderr)
+        return 2
+    if args.device == "gpu" and not torch.cuda.is_available():
+        print("error: --device gpu: torch.cuda.is_available() is False (both frameworks need the GPU)",
+              file=sys.stderr)
+        return 2
+    stem = slug(args.device, kind, args.tiny)
+    throughput_md: list[str | None] = [None]
+
+    def save() -> None:
+        report["elapsed_s"] = clock.elapsed()
+        write_json_atomic(out_dir / f"{stem}.json", report)
+        (out_dir / f"{stem}.md").write_text(markdown(report, throughput_md[0]))
+
+    def run(part: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        print(f"[part] {part} ...", flush=True)
+        entry: dict[str, Any] = {"status": "ok"}
+        value = None
+        try:
+            value = fn()
+        except Exception:  # noqa: BLE001 - one failing part must not cost the others on a short lease
+            entry.update(status="error", error=traceback.format_exc())
+            print(entry["error"], file=sys.stderr, flush=True)
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        report["parts"][part] = entry
+        print(f"[part] {part}: {entry['seconds']} s ({entry['status']}; {clock.elapsed():.0f} s since start)",
+              flush=True)
+        return value
+
+    if "env" in args.parts:
+        report["env"] = run("env", lambda: part_env(args, config))
+    save()
+    probe = CompileProbe(args) if "throughput" in args.parts else None
+    try:
+        if "parity" in args.parts:
+            report["parity"] = run("parity", lambda: part_parity(args, out_dir, stem))
+            save()
+        if "throughput" in args.parts:
+            got = run("throughput", lambda: part_throughput(args, config_name, clock, probe, out_dir, stem))
+            if got:
+                report["throughput"], throughput_md[0] = got
+            save()
+    finally:
+        if probe:
+            probe.finish()
+    if "e2e" in args.parts:
+        report["e2e"] = run("e2e", lambda: part_e2e(args, clock))
+    save()
+    ok = all(p["status"] == "ok" for p in report["parts"].values())
+    parity_ok = (report.get("parity") or {}).get("passed", True)
+    paths_ok = (report.get("env") or {}).get("cpu_only_paths", {}).get("pass", True)
+    print(f"wrote {out_dir}/{stem}.json, .md, -throughput.png, -lockstep.png in {clock.elapsed():.0f} s; "
+          f"parts {'all ok' if ok else 'with ERRORS'}, parity {'passed' if parity_ok else 'FAILED'}, "
+          f"CPU-only paths {'off' if paths_ok else 'ON'}")
+    return 0 if ok and parity_ok and paths_ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
