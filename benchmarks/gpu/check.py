@@ -493,15 +493,15 @@ def markdown(report: dict[str, Any], throughput_md: str | None) -> str:
     name = env.get("device", {}).get("name", report["device"])
     lines = [f"# GPU check: {name} ({report['device']}{', tiny' if report['tiny'] else ''})", "",
              f"`{report['command']}`; {report['elapsed_s']:.0f} s of a {report['budget_s']:.0f} s budget.", "",
-             "| part | seconds | status |", "|---|---|---|"]
-    lines += [f"| {p} | {v['seconds']:.1f} | {v['status']} |" for p, v in parts.items()]
+             "| part | seconds | CPU seconds (with children) | status |", "|---|---|---|---|"]
+    lines += [f"| {p} | {v['seconds']:.1f} | {v['cpu_seconds']:.1f} | {v['status']} |" for p, v in parts.items()]
     if env:
         v, c = env["versions"], env["cuda"]
         lines += ["", "## Environment", "",
                   ", ".join(f"{k} {v[k]}" for k in ("python", "jax", "jaxlib", "flax", "optax", "torch", "numpy",
                                                     "dm_pix", "pytorch_msssim") if k in v)
-                  + f"; torch CUDA {c['torch_cuda']}, cuDNN {c['torch_cudnn']}; "
-                  + ", ".join(f"{k} {val}" for k, val in sorted(c["jax_plugins"].items())) + ".", ""]
+                  + f"; torch CUDA {c['torch_cuda']}, cuDNN {c['torch_cudnn']}"
+                  + "".join(f", {k} {val}" for k, val in sorted(c["jax_plugins"].items())) + ".", ""]
         cp = env["cpu_only_paths"]
         lines.append(f"CPU-only paths at batch {cp['batch_size']}, {cp['image_size']}x{cp['image_size']}: loop "
                      f"primitives {cp['loop_primitives']} -> **{'off' if cp['off'] else 'ON'}** ({cp['note']}).")

@@ -90,7 +90,8 @@ def test_tiny_run_writes_every_part(tiny_run):
 
     r = json.loads((out / "cpu-tiny.json").read_text())
     assert set(r["parts"]) == {"env", "parity", "throughput", "e2e"}
-    assert all(p["status"] == "ok" and p["seconds"] > 0 for p in r["parts"].values()), r["parts"]
+    parts = r["parts"]
+    assert all(p["status"] == "ok" and p["seconds"] > 0 and p["cpu_seconds"] > 0 for p in parts.values()), parts
 
     env = r["env"]
     assert {"jax", "jaxlib", "flax", "optax", "torch"} <= set(env["versions"])
