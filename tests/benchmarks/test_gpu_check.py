@@ -14,7 +14,7 @@ import jax
 import pytest
 
 from benchmarks.gpu import install_wheels
-from benchmarks.gpu.check import step_loops
+from benchmarks.gpu.check import gpu_targets, step_loops
 from sar_jax.core.config import load_config
 from sar_jax.ops.micro_batches import micro_batch_size
 
@@ -30,6 +30,26 @@ def test_cpu_only_paths_are_off_when_the_backend_is_a_gpu(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert micro_batch_size(64, 256 * 256) == 64
     assert step_loops(config, 8, 256) == {"train_step": 0, "predict": 0, "eval_step": 0}
+
+
+def test_gpu_targets_judge_the_issues_goals():
+    def row(b, prec, mfu, compile_s=12.0):
+        return {"framework": "jax", "variant": "jit", "precision": prec, "mode": "train", "batch_size": b,
+                "image_size": 256, "mfu": mfu, "compile_seconds": compile_s}
+
+    rows = [row(64, "fp32", 0.1, 31.0), row(64, "bf16", 0.2), row(256, "bf16", 0.3)]
+    pairs = {"jax-jit-fp32 / torch-eager-fp32": {"ratio": 1.29}, "jax-jit-fp32 / torch-compile-fp32": {"ratio": 1.0},
+             "jax-jit-bf16 / jax-jit-fp32": {"ratio": 1.9}}
+    t = gpu_targets(rows, {"batch64_size256": {"train": pairs, "infer": {}},
+                           "batch256_size256": {"train": {}, "infer": {}}})
+    b64, b256 = t["batch64_size256"], t["batch256_size256"]
+    assert not b64["train: JAX fp32 / torch eager fp32"]["met"]  # 1.29 < 1.3
+    assert b64["train: JAX fp32 / torch.compile fp32"]["met"] and b64["train: JAX bf16 / JAX fp32"]["met"]
+    assert not b64["JAX fp32 train-step compile s"]["met"] and b64["JAX bf16 train-step compile s"]["met"]
+    # MFU: only at the largest batch, against 25 % of the bf16 peak
+    assert "train: JAX bf16 MFU (of the bf16 peak)" not in b64
+    assert b256["train: JAX bf16 MFU (of the bf16 peak)"] == {"value": 0.3, "target": 0.25, "goal": ">= 25%",
+                                                                "met": True}
 
 
 def _wheel(directory: Path, name: str, version: str, module_text: str | None = None) -> Path:
