@@ -14,7 +14,7 @@ import jax
 import pytest
 
 from benchmarks.gpu import install_wheels
-from benchmarks.gpu.check import gpu_targets, step_loops
+from benchmarks.gpu.parts import gpu_targets, step_loops
 from sar_jax.core.config import load_config
 from sar_jax.ops.micro_batches import micro_batch_size
 
