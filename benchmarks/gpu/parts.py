@@ -96,6 +96,10 @@ def part_env(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]
                  "jax_plugins": _dist_versions(("jax-cuda", "jax_cuda", "nvidia-cudnn", "nvidia-cuda-runtime"))},
         "jax_environment": jax.print_environment_info(return_string=True),
         "jax_device_count": jax.device_count()}
+    # what `python -m sar_jax.train` imports on synthetic data: rasterio (35 MB) does not travel to the GPU
+    import sar_jax.training.loop  # noqa: F401
+
+    out["rasterio_imported_by_trainer"] = "rasterio" in sys.modules
     b, s = args.mode["batches"][0], args.mode["size"]
     loops = step_loops(config, b, s)
     off = not any(loops.values())
@@ -111,7 +115,8 @@ def part_env(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]
                                     if k in v)
           + f"; CUDA (torch) {c['torch_cuda']}, cuDNN (torch) {c['torch_cudnn']}"
           + "".join(f", {k} {val}" for k, val in sorted(c["jax_plugins"].items())))
-    print(f"CPU-only paths at batch {b}, {s}x{s}: loops {loops} -> {'off' if off else 'ON'}")
+    print(f"CPU-only paths at batch {b}, {s}x{s}: loops {loops} -> {'off' if off else 'ON'}; rasterio imported "
+          f"by the trainer's modules: {'YES' if out['rasterio_imported_by_trainer'] else 'no'}")
     return out
 
 

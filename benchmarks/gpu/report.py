@@ -14,7 +14,7 @@ def _fmt(v: Any) -> str:
 
 
 def markdown(report: dict[str, Any], throughput_md: str | None) -> str:
-    env, parts = report.get("env", {}), report["parts"]
+    env, parts = report.get("env") or {}, report["parts"]
     name = env.get("device", {}).get("name", report["device"])
     lines = [f"# GPU check: {name} ({report['device']}{', tiny' if report['tiny'] else ''})", "",
              f"`{report['command']}`; {report['elapsed_s']:.0f} s of a {report['budget_s']:.0f} s budget.", "",
@@ -29,7 +29,8 @@ def markdown(report: dict[str, Any], throughput_md: str | None) -> str:
                   + "".join(f", {k} {val}" for k, val in sorted(c["jax_plugins"].items())) + ".", ""]
         cp = env["cpu_only_paths"]
         lines.append(f"CPU-only paths at batch {cp['batch_size']}, {cp['image_size']}x{cp['image_size']}: loop "
-                     f"primitives {cp['loop_primitives']} -> **{'off' if cp['off'] else 'ON'}** ({cp['note']}).")
+                     f"primitives {cp['loop_primitives']} -> **{'off' if cp['off'] else 'ON'}** ({cp['note']}). "
+                     f"rasterio imported by the trainer's modules: {env['rasterio_imported_by_trainer']}.")
     par = report.get("parity")
     if par:
         rows = par["rows"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from benchmarks.gpu import install_wheels
+from benchmarks.gpu import check, install_wheels
 from benchmarks.gpu.parts import gpu_targets, step_loops
 from sar_jax.core.config import load_config
 from sar_jax.ops.micro_batches import micro_batch_size
@@ -50,6 +50,23 @@ def test_gpu_targets_judge_the_issues_goals():
     assert "train: JAX bf16 MFU (of the bf16 peak)" not in b64
     assert b256["train: JAX bf16 MFU (of the bf16 peak)"] == {"value": 0.3, "target": 0.25, "goal": ">= 25%",
                                                                 "met": True}
+
+
+def test_a_failing_part_is_recorded_and_the_next_part_runs(tmp_path, monkeypatch):
+    import torch
+
+    def boom(*args):
+        raise RuntimeError("boom")
+
+    parity = {"settings": {"torch_device": "cpu"}, "passed": True, "rows": [], "default_precision_rows": []}
+    monkeypatch.setattr(check, "part_env", boom)
+    monkeypatch.setattr(check, "part_parity", lambda *args: parity)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep this test process as it is
+    assert check.main(["--out", str(tmp_path), "--tiny", "--parts", "env,parity"]) == 1
+    report = json.loads((tmp_path / "cpu-tiny.json").read_text())
+    assert report["parts"]["env"]["status"] == "error" and "RuntimeError: boom" in report["parts"]["env"]["error"]
+    assert report["parts"]["parity"]["status"] == "ok" and report["parity"] == parity
+    assert "- env: `RuntimeError: boom`" in (tmp_path / "cpu-tiny.md").read_text()
 
 
 def _wheel(directory: Path, name: str, version: str, module_text: str | None = None) -> Path:
@@ -116,6 +133,7 @@ def test_tiny_run_writes_every_part(tiny_run):
     env = r["env"]
     assert {"jax", "jaxlib", "flax", "optax", "torch"} <= set(env["versions"])
     assert env["cpu_only_paths"]["loop_primitives"] == {"train_step": 0, "predict": 0, "eval_step": 0}
+    assert env["rasterio_imported_by_trainer"] is False  # the GPU machine has no rasterio
 
     par = r["parity"]
     assert par["passed"] and par["settings"]["torch_device"] == "cpu" and par["settings"]["torch_allow_tf32"] is False
