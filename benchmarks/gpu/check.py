@@ -120,9 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         kind = getattr(jax.devices()[0], "device_kind", "")
-    except RuntimeError as exc:  # JAX_PLATFORMS=cuda without a usable GPU
-        print(f"error: --device {args.device}: JAX found no such device ({str(exc).splitlines()[0]})",
-              file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - JAX_PLATFORMS=cuda without a GPU or its plugin: any of several
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: --device {args.device}: JAX cannot use it ({why}); on a CPU use --tiny", file=sys.stderr)
         return 2
     if args.tiny and args.device == "cpu":
         # tiny ops on a shared CPU: torch's thread team would wait on busy cores at every op

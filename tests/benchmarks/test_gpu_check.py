@@ -69,6 +69,20 @@ def test_a_failing_part_is_recorded_and_the_next_part_runs(tmp_path, monkeypatch
     assert "- env: `RuntimeError: boom`" in (tmp_path / "cpu-tiny.md").read_text()
 
 
+@pytest.mark.slow
+def test_without_a_gpu_the_full_run_stops_with_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu.check", "--out", str(tmp_path), "--parts", "env"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --device gpu: ")
+    assert "Traceback" not in proc.stderr and not list(tmp_path.iterdir())
+
+
 def _wheel(directory: Path, name: str, version: str, module_text: str | None = None) -> Path:
     """A minimal pure-Python wheel (or, without ``module_text``, an empty file with a wheel's name)."""
     path = directory / f"{name}-{version}-py3-none-any.whl"
