@@ -67,7 +67,7 @@ def pipeline_throughput(config: dict[str, Any], batch_size: int, image_size: int
             directory.mkdir()
             _write_scenes(directory, kind, 6, 4 * image_size, seed=len(sources))
             file_cfg = copy.deepcopy(cfg)
-            file_cfg["data"].update(source="files", path=str(directory))
+            file_cfg["data"].update(source="files", path=str(directory), units="intensity" if kind == "npy" else "auto")
             sources.append((f"files_{kind}", file_cfg))
         for name, scfg in sources:
             t0 = time.perf_counter()

@@ -9,9 +9,9 @@ Parts, in this order; each prints its elapsed time, and the results so far are s
 1. ``env``: versions (jax, jaxlib, flax, optax, torch, CUDA, cuDNN), the device, and whether the
    CPU-only paths (per-conv batch chunks, eval micro-batches) are off: no loop primitive in the
    jaxprs of the train step, predict and eval step at the throughput shapes.
-2. ``parity``: :func:`sar_jax.parity.report.run_all` (forward, SSIM, losses, gradients, clip + Adam,
-   LR plateau, lockstep) with JAX on its backend and the reference on the same device, TF32 off on
-   both sides; then :func:`sar_jax.parity.checks.check_forward` at default precision (TF32 where
+2. ``parity``: the checks of :mod:`sar_jax.parity` (forward, SSIM, losses, gradients, clip + Adam,
+   lockstep) with JAX on its backend and the reference on the same device, TF32 off on
+   both sides; then :func:`sar_jax.parity.forward.check_forward` at default precision (TF32 where
    the GPU uses it), reported, not judged. Meanwhile a child process compiles torch.compile's
    contender (:mod:`benchmarks.gpu.compile_probe`) against a deadline.
 3. ``throughput``: :func:`benchmarks.throughput.measure` (every contender alternated in one

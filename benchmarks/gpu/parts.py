@@ -150,7 +150,13 @@ def as_info(row: dict[str, Any], why: str) -> dict[str, Any]:
 def part_parity(args: argparse.Namespace, out_dir: Path, stem: str) -> dict[str, Any]:
     import jax
 
-    from sar_jax.parity import checks
+    from sar_jax.parity.fixtures import torch_device
+    from sar_jax.parity.forward import check_forward
+    from sar_jax.parity.gradients import check_gradients
+    from sar_jax.parity.lockstep import check_lockstep, lockstep, plot_lockstep
+    from sar_jax.parity.losses import check_losses, check_ssim
+    from sar_jax.parity.optimizer import check_optimizer
+    from sar_jax.parity.rows import failures
 
     m = args.mode
     tdev = "cuda" if args.device == "gpu" else "cpu"
@@ -163,19 +169,19 @@ def part_parity(args: argparse.Namespace, out_dir: Path, stem: str) -> dict[str,
         print(f"  parity {label}: {timings[label]} s", flush=True)
         return value
 
-    with jax.default_matmul_precision("highest"), Tf32(False), checks.torch_device(tdev):
-        rows = timed("1 forward", lambda: checks.check_forward(**m["forward"]))
-        rows += timed("2 SSIM", checks.check_ssim)
-        rows += timed("2 losses", checks.check_losses)
-        rows += timed("3 gradients", checks.check_gradients)
-        rows += timed("4 clip + Adam", lambda: checks.check_optimizer(steps=m["optimizer_steps"]))
-        lock = timed("6 lockstep", lambda: checks.lockstep(m["lockstep_steps"], reference_floor=m["reference_floor"]))
-        rows += checks.check_lockstep(result=lock)
-    checks.plot_lockstep(lock, out_dir / f"{stem}-lockstep.png")
-    with Tf32(True), checks.torch_device(tdev):
+    with jax.default_matmul_precision("highest"), Tf32(False), torch_device(tdev):
+        rows = timed("1 forward", lambda: check_forward(**m["forward"]))
+        rows += timed("2 SSIM", check_ssim)
+        rows += timed("2 losses", check_losses)
+        rows += timed("3 gradients", check_gradients)
+        rows += timed("4 clip + Adam", lambda: check_optimizer(steps=m["optimizer_steps"]))
+        lock = timed("6 lockstep", lambda: lockstep(m["lockstep_steps"], reference_floor=m["reference_floor"]))
+        rows += check_lockstep(result=lock)
+    plot_lockstep(lock, out_dir / f"{stem}-lockstep.png")
+    with Tf32(True), torch_device(tdev):
         default_rows = [as_info(r, "default precision: TF32 on both sides where the GPU has it")
-                        for r in timed("1 forward, default precision", lambda: checks.check_forward(**m["forward"]))]
-    failed = checks.failures(rows)
+                        for r in timed("1 forward, default precision", lambda: check_forward(**m["forward"]))]
+    failed = failures(rows)
     print(f"parity (TF32 off): {len(rows) - len(failed)}/{len(rows)} rows pass")
     for r in failed:
         print(f"  FAILED: {r['check']}: {r['quantity']}: observed {r['observed']:.3g}, tolerance {r['tolerance']}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from sar_jax.core.errors import SarJaxError
 
@@ -19,6 +21,26 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key, value parsed as JSON (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+
+
+@contextmanager
+def flag_names(**flags: str) -> Iterator[None]:
+    """Re-raise a SarJaxError raised inside (a ``with`` block or a decorated ``main``) with the
+    command-line flags in place of the library parameter names it uses: library messages start
+    with the parameter they are about (``run_dir PATH: ...``) and write a flag-like parameter
+    as ``name=True``; ``flag_names(run_dir="--out", overwrite="--overwrite")`` turns those into
+    ``--out PATH: ...`` and ``--overwrite``."""
+    try:
+        yield
+    except SarJaxError as exc:
+        message = str(exc)
+        for param, flag in flags.items():
+            if re.match(rf"{re.escape(param)}\b(?!=)", message):
+                message = flag + message[len(param):]
+            message = re.sub(rf"\b{re.escape(param)}=True\b", flag, message)
+        if message == str(exc):
+            raise
+        raise SarJaxError(message) from None
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

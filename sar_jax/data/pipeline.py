@@ -11,7 +11,7 @@ from sar_jax.core.errors import SarJaxError
 from sar_jax.data.batching import BatchIterator
 from sar_jax.data.patches import SPLITS, extract_patches, split_regions
 from sar_jax.data.preprocess import fit_preprocessing, normalize
-from sar_jax.data.readers import list_sar_files, read_sar
+from sar_jax.data.readers import list_sar_files, open_raster
 from sar_jax.data.synthetic import synthetic_scenes
 
 
@@ -30,21 +30,28 @@ class Datasets:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
-def load_scenes(data_cfg: dict[str, Any], seed: int) -> tuple[list[np.ndarray], str, list[str]]:
-    """Scenes in linear units, their common kind, and where they came from."""
+def load_scenes(data_cfg: dict[str, Any], seed: int) -> tuple[list[np.ndarray], list[np.ndarray], str, list[str]]:
+    """Scenes in their units (invalid pixels filled with the scene's median valid value), their
+    validity masks, their common units, and where they came from."""
     if data_cfg["source"] == "synthetic":
         scenes = synthetic_scenes(data_cfg["num_scenes"], data_cfg["scene_size"], data_cfg["looks"], seed)
-        return scenes, "intensity", [f"synthetic:{seed}:{i}" for i in range(len(scenes))]
-    files = list_sar_files(data_cfg["path"])
-    images = [read_sar(f, band=data_cfg["band"], strict=data_cfg["strict"]) for f in files]
-    kinds = {img.kind for img in images}
-    if len(kinds) > 1:
-        raise SarJaxError(f"data path {data_cfg['path']}: files mix kinds of values "
-                          f"({', '.join(sorted(kinds))}); use one kind per dataset")
-    for img in images:
-        if float(img.data.max()) == float(img.data.min()):
-            raise SarJaxError(f"{img.path}: constant image (every pixel {img.data.flat[0]:g})")
-    return [img.data for img in images], kinds.pop(), [img.path for img in images]
+        return (scenes, [np.ones(s.shape, bool) for s in scenes], "intensity",
+                [f"synthetic:{seed}:{i}" for i in range(len(scenes))])
+    rasters = [open_raster(f, band=data_cfg["band"], units=data_cfg["units"], strict=data_cfg["strict"])
+               for f in list_sar_files(data_cfg["path"])]
+    units = {r.units for r in rasters}
+    if len(units) > 1:
+        raise SarJaxError(f"data path {data_cfg['path']}: files mix units "
+                          f"({', '.join(sorted(units))}); use one kind per dataset (data.units)")
+    scenes, valids = [], []
+    for raster in rasters:
+        values, valid = raster.read()
+        good = values[valid]
+        if float(good.max()) == float(good.min()):
+            raise SarJaxError(f"{raster.path}: constant image (every valid pixel {good[0]:g})")
+        scenes.append(np.where(valid, values, np.float32(np.median(good))))
+        valids.append(valid)
+    return scenes, valids, units.pop(), [r.path for r in rasters]
 
 
 def build_datasets(config: dict[str, Any]) -> Datasets:
@@ -53,14 +60,15 @@ def build_datasets(config: dict[str, Any]) -> Datasets:
     data_cfg, seed = config["data"], config["train"]["seed"]
     patch = data_cfg["patch_size"]
     stride = data_cfg["stride"] or patch
-    scenes, kind, sources = load_scenes(data_cfg, seed)
+    scenes, valids, units, sources = load_scenes(data_cfg, seed)
     shapes = [s.shape for s in scenes]
     for src, (h, w) in zip(sources, shapes):
         if h < patch or w < patch:
             raise SarJaxError(f"{src}: image {h}x{w} is smaller than data.patch_size = {patch}")
     regions = split_regions(shapes, patch, data_cfg["val_fraction"], data_cfg["test_fraction"], seed)
     train_pixels = [scenes[r.scene][r.r0:r.r1, r.c0:r.c1] for r in regions["train"]]
-    params = fit_preprocessing(train_pixels, kind, data_cfg["percentiles"], data_cfg["floor"])
+    train_valid = [valids[r.scene][r.r0:r.r1, r.c0:r.c1] for r in regions["train"]]
+    params = fit_preprocessing(train_pixels, units, data_cfg["percentiles"], data_cfg["floor"], train_valid)
     arrays = {}
     for split in SPLITS:
         parts = [extract_patches(scenes[r.scene], r, patch, stride) for r in regions[split]]

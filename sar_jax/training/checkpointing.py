@@ -83,8 +83,10 @@ def _check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state: Any
         return
     def key(path: tuple) -> str:
         return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-    stored_shapes = {key(p): tuple(getattr(v, "shape", ())) for p, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
-    wanted = {key(p): tuple(getattr(v, "shape", ())) for p, v in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+    def shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+        return {key(p): tuple(getattr(v, "shape", ())) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    stored_shapes, wanted = shapes(stored), shapes(abstract_state)
     bad = [f"{k}: checkpoint {stored_shapes[k]} vs model {wanted[k]}" for k in wanted
            if k in stored_shapes and stored_shapes[k] != wanted[k]]
     if bad:

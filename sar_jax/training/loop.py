@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,13 +27,14 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from sar_jax.core import tb
-from sar_jax.core.cli import add_train_args
+from sar_jax.core.cli import add_train_args, flag_names
 from sar_jax.core.config import load_config, resume_config, validate
 from sar_jax.core.early_stopping import EarlyStopping
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.rundir import (
     append_log,
     default_run_dir,
+    latest_run_dir,
     prepare_run_dir,
     read_log,
     truncate_log,
@@ -242,8 +244,8 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
     if resume and manager.latest_step() is not None:
         state, meta = checkpointing.restore(run_dir, state, "latest", manager)
         if meta["preprocessing_params"] != preprocessing:
-            print("warning: the data's preprocessing differs from the checkpoint's; keeping the checkpoint's",
-                  file=sys.stderr)
+            warnings.warn("the data's preprocessing differs from the checkpoint's; keeping the checkpoint's",
+                          stacklevel=2)
             preprocessing = meta["preprocessing_params"]
         if meta.get("partial_epoch"):
             progress = EpochProgress(**meta["partial_epoch"])
@@ -330,13 +332,13 @@ def _resume_dir(args: argparse.Namespace) -> Path:
         return Path(args.resume)
     if args.out:
         return Path(args.out)
-    name = Path(args.config).stem
-    candidates = sorted(Path("runs").glob(f"{name}-*"))
-    if not candidates:
-        raise SarJaxError(f"--resume: no run of config '{name}' under runs/; give the run directory")
-    return candidates[-1]
+    try:
+        return latest_run_dir(Path(args.config).stem)
+    except SarJaxError as exc:
+        raise SarJaxError(f"--resume: {exc}; give the run directory") from None
 
 
+@flag_names(run_dir="--out", overrides="--set", resume="--resume", overwrite="--overwrite")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse flags, train, print where the run is and its best scores."""
     args = setup_args().parse_args(argv)

@@ -90,11 +90,11 @@ def test_constant_file_is_refused(tmp_path):
         build_datasets(config)
 
 
-def test_mixed_kinds_are_refused(tmp_path):
-    _png_folder(tmp_path, [(64, 64)])
-    np.save(tmp_path / "amp.npy", np.random.default_rng(0).uniform(0.1, 1, (64, 64)))
+def test_mixed_units_are_refused(tmp_path):
+    _png_folder(tmp_path, [(64, 64)])  # uint8: log8
+    np.save(tmp_path / "amp.npy", np.random.default_rng(0).integers(1, 900, (64, 64)).astype(np.uint16))  # amplitude
     config, _ = load_config("baseline", ["data.patch_size=32"], data_path=str(tmp_path))
-    with pytest.raises(SarJaxError, match="mix kinds"):
+    with pytest.raises(SarJaxError, match="mix units"):
         build_datasets(config)
 
 

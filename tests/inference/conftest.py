@@ -84,3 +84,27 @@ def real_dir() -> Path:
     if not REAL_DIR.is_dir():
         pytest.skip(f"real SAR samples not found at {REAL_DIR}")
     return REAL_DIR
+
+
+@pytest.fixture(scope="session")
+def random_run(tmp_path_factory):
+    """A tiny untrained model with random BatchNorm statistics and biases (so the convolutions' zero padding
+    is visible at the scene's edges) and a fixed intensity preprocessing; the ``LoadedRun`` fields
+    ``reconstruct_scene`` reads. Cheap: no training, one compile per window shape."""
+    import types
+
+    import jax
+
+    from sar_jax.nn.models import SARAutoencoder, init_variables
+
+    cfg = {"in_channels": 1, "base_channels": 4, "latent_channels": 4, "kernel_size": 5, "negative_slope": 0.2}
+    model = SARAutoencoder.from_config(cfg)
+    variables = jax.jit(lambda key: init_variables(model, key, 32))(jax.random.PRNGKey(0))
+    leaves, tree = jax.tree.flatten(variables)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    leaves = [leaf + 0.1 * jax.random.normal(k, leaf.shape) if leaf.ndim == 1 else leaf
+              for leaf, k in zip(leaves, keys)]
+    params = {"mode": "intensity", "vmin": -20.0, "vmax": 15.0, "floor": 1e-6, "percentiles": [1.0, 99.0]}
+    return types.SimpleNamespace(model=model, variables=jax.tree.unflatten(tree, leaves), config={"model": cfg},
+                                 preprocessing_params=params, run_dir=tmp_path_factory.mktemp("random_run"),
+                                 which="best", epoch=0)

@@ -13,18 +13,19 @@ import torch
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.rundir import LOG_KEYS, read_log
 from sar_jax.data.batching import BatchIterator
+from sar_torch_ref import train as torch_train
 from sar_torch_ref.evaluation import per_image_metrics
 from sar_torch_ref.models import SARAutoencoder
-from sar_torch_ref.train import latest_run_dir, main, resolve_resume, run_main
+from sar_torch_ref.train import main, resolve_resume, run_main
 from sar_torch_ref.training import evaluate, load_checkpoint, save_checkpoint
+from tests.conftest import TINY_ARGS
 
-TINY = ["--config", "quickstart",
-        "--set", "model.base_channels=4", "--set", "model.latent_channels=4",
-        "--set", "data.patch_size=32", "--set", "data.scene_size=64", "--set", "data.stride=null",
-        "--set", "data.num_scenes=4", "--set", "train.batch_size=4",
-        "--set", "train.lr_patience=0", "--set", "train.early_stopping_patience=5",
-        "--set", "logging.histogram_every=1", "--set", "logging.num_samples=2",
-        "--set", "logging.progress=false"]
+pytestmark = pytest.mark.slow  # every test drives the reference trainer end to end
+
+# configs/tiny.json with 4 scenes without patch overlap, lr 1e-3 (the validation loss stalls within 3 epochs)
+# and the LR halved after every epoch without improvement, so resuming must carry the plateau's state
+TINY = [*TINY_ARGS, "--set", "data.stride=null", "--set", "data.num_scenes=4", "--set", "train.lr=1e-3",
+        "--set", "train.lr_patience=0"]
 SCALARS = {"train/loss", "train/mse", "train/ssim", "train/psnr", "val/loss", "val/mse", "val/ssim",
            "val/psnr", "lr", "epoch_seconds", "train_images_per_second"}
 
@@ -52,7 +53,7 @@ def test_run_dir_artifacts(two_epoch_run):
     for r in records:
         assert set(LOG_KEYS) | {"best"} <= set(r)
         assert all(isinstance(r[k], (int, float)) for k in LOG_KEYS)
-    assert records[0]["lr"] == pytest.approx(1e-3)  # quickstart's train.lr, used during epoch 1
+    assert records[0]["lr"] == pytest.approx(1e-3)  # train.lr, used during epoch 1
     assert records[0]["best"] is True
     png = (run / "reconstructions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -176,14 +177,16 @@ def test_bad_checkpoints(tmp_path, two_epoch_run):
         main(["--resume", str(tmp_path / "nowhere")])
 
 
-def test_resume_resolution(tmp_path, two_epoch_run):
+def test_resume_resolution(tmp_path, two_epoch_run, monkeypatch):
     root = tmp_path / "runs"
     for name in ("quickstart-20240101-000000", "quickstart-20250101-000000", "quickstart-x-20990101-000000"):
         (root / name / "checkpoints").mkdir(parents=True)
         (root / name / "checkpoints" / "last.pt").write_bytes(b"")
-    assert latest_run_dir("quickstart", root).name == "quickstart-20250101-000000"
-    with pytest.raises(SarJaxError, match="no run of config"):
-        latest_run_dir("baseline", root)
+    monkeypatch.setattr(torch_train, "RUNS_ROOT", root)
+    ckpt, run = resolve_resume(True, "quickstart", None)
+    assert run == root / "quickstart-20250101-000000" and ckpt == run / "checkpoints" / "last.pt"
+    with pytest.raises(SarJaxError, match="^--resume: no run of config 'baseline'"):
+        resolve_resume(True, "baseline", None)
     ckpt, run = resolve_resume(True, "quickstart", str(two_epoch_run))
     assert (ckpt, run) == (two_epoch_run / "checkpoints" / "last.pt", two_epoch_run)
     ckpt, run = resolve_resume(str(two_epoch_run / "checkpoints" / "best.pt"), "quickstart", None)
