@@ -92,12 +92,6 @@ def slug(device: str, device_name: str, tiny: bool) -> str:
     return "gpu-" + re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") + ("-tiny" if tiny else "")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float) + "\n")
-    tmp.replace(path)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -109,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     from sar_jax.core.config import load_config
+    from sar_jax.core.files import write_text_atomic
 
     config_name = "baseline"
     config = load_config(config_name, args.mode["overrides"])[0]
@@ -136,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def save() -> None:
         report["elapsed_s"] = clock.elapsed()
-        write_json_atomic(out_dir / f"{stem}.json", report)
-        (out_dir / f"{stem}.md").write_text(markdown(report, throughput_md[0]))
+        write_text_atomic(out_dir / f"{stem}.json", json.dumps(report, indent=1, default=float) + "\n")
+        write_text_atomic(out_dir / f"{stem}.md", markdown(report, throughput_md[0]))
 
     def cpu_seconds() -> float:  # this process and its finished children (probe, trainer)
         t = os.times()
