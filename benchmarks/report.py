@@ -60,7 +60,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             lines.append(f"| {key} | {name} | {t['value']} | {goal} | {met} |")
     pipe = result.get("pipeline", {})
     if "configs" in pipe:
-        lines += ["", "## Data pipeline (sar_jax.data, BatchIterator, nothing consuming)", "",
+        lines += ["", "## Data pipeline (sar_jax.data, the Grain train loader, nothing consuming)", "",
                   "| batch, size | source | images/s | prepare s | train patches |", "|---|---|---|---|---|"]
         for key, entry in pipe["configs"].items():
             for src, v in entry["sources"].items():

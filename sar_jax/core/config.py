@@ -141,6 +141,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "units": ("auto", _choice("auto", "intensity", "amplitude", "db", "log8")),
         "strict": (False, _bool),
         "prefetch": (2, _int(0)),
+        "workers": (0, _int(0)),
+        "sampling": ("grid", _choice("grid", "random")),
+        "patches_per_epoch": (None, _nullable(_int(1))),
+        "eval_patches": (None, _nullable(_int(1))),
+        "min_valid_fraction": (1.0, _float(0.0, lo_open=True, hi=1.0)),
+        "fit_pixels": (16_000_000, _int(1)),
     },
     "logging": {
         "image_every": (1, _int(1)),

@@ -11,12 +11,19 @@ from pathlib import Path
 from typing import Any
 
 
+def temp_path(path: str | Path) -> Path:
+    """A hidden sibling of ``path`` with the same extension (``.<stem>.partial-<pid><suffix>``): never
+    mistaken for a finished file, and unique per process."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield ``<path>.tmp`` (same folder) to write to; renamed onto ``path`` when the block ends,
+    """Yield :func:`temp_path` of ``path`` to write to; renamed onto ``path`` when the block ends,
     removed if it raises."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_path(path)
     try:
         yield tmp
         os.replace(tmp, path)

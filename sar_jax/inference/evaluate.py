@@ -90,10 +90,10 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_cl
         if datasets.preprocessing_params != params:
             warnings.warn("the rebuilt test split's preprocessing differs from the checkpoint's; renormalising "
                           "with the checkpoint's", stacklevel=2)
-            images = normalize(denormalize(datasets.test[..., 0], datasets.preprocessing_params,
+            images = normalize(denormalize(datasets.patches("test")[..., 0], datasets.preprocessing_params,
                                            bias_correction=False), params)[..., None]
         else:
-            images = datasets.test
+            images = datasets.patches("test")
         source = (f"synthetic (seed {run.config['train']['seed']})" if run.config["data"]["source"] == "synthetic"
                   else str(run.config["data"]["path"]))
         names = [f"test[{i}]" for i in range(len(images))]

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from sar_jax.core.errors import SarJaxError
-from sar_jax.inference.scene_io import temp_path, write_error
+from sar_jax.core.files import temp_path
+from sar_jax.inference.scene_io import write_error
 
 LATENT_FORMAT = "sar_jax-latent-v2"
 LATENT_DTYPES = ("float32", "float16", "int8")

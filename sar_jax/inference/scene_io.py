@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from sar_jax.core.errors import SarJaxError
+from sar_jax.core.files import atomic_path, temp_path
 
 OUTPUT_EXTENSIONS = (".tif", ".tiff", ".npy", ".png")
 
@@ -47,11 +48,6 @@ def check_output_path(path: str | Path, units: str, what: str = "output") -> Pat
     if not os.access(p.parent, os.W_OK):
         raise SarJaxError(f"{what} {p}: folder {p.parent} is not writable")
     return p
-
-
-def temp_path(path: Path) -> Path:
-    """A hidden name beside ``path`` with the same extension."""
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
 def write_error(path: Path, exc: BaseException) -> SarJaxError:
@@ -154,13 +150,10 @@ class SceneWriter:
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename onto ``path``; the temp file is removed on failure."""
-    tmp = temp_path(path)
+    """``write(tmp)`` then rename onto ``path`` (:func:`sar_jax.core.files.atomic_path`); a failed
+    write is one line naming ``path``."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise write_error(path, exc) from None
-        raise
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except OSError as exc:
+        raise write_error(path, exc) from None

@@ -92,7 +92,7 @@ def tiny_patches(size: int = 32, seed: int = 0) -> np.ndarray:
 
     cfg = tiny_config(seed=seed)
     cfg["data"].update(patch_size=size, scene_size=max(64, 2 * size), stride=size // 2)
-    return build_datasets(cfg).train
+    return build_datasets(cfg).patches("train")
 
 
 def synthetic_ssim_cases(seed: int = 0, size: int = 64) -> list[tuple[str, np.ndarray, np.ndarray]]:

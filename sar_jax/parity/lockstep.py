@@ -13,15 +13,15 @@ import numpy as np
 
 from sar_jax.core.files import atomic_path
 from sar_jax.metrics.ssim import gaussian_window
-from sar_jax.parity.fixtures import current_torch_device, nchw, tiny_config, tiny_patches, torch_model
+from sar_jax.parity.fixtures import current_torch_device, nchw, tiny_config, torch_model
 from sar_jax.parity.rows import TOL, Row, rel_err, row
 
 
 def _lockstep_batches(config: dict[str, Any], steps: int, seed: int) -> list[np.ndarray]:
-    from sar_jax.data.batching import BatchIterator
+    from sar_jax.data.pipeline import build_datasets, make_loaders
 
-    loader = BatchIterator(tiny_patches(config["data"]["patch_size"], seed), config["train"]["batch_size"],
-                           shuffle=True, seed=seed, drop_last=True, prefetch=0)
+    data_config = tiny_config(seed=seed, batch_size=config["train"]["batch_size"])
+    loader = make_loaders(build_datasets(data_config), data_config)["train"]
     batches: list[np.ndarray] = []
     epoch = 1
     while len(batches) < steps:

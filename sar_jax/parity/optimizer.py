@@ -42,7 +42,7 @@ def check_optimizer(steps: int = 3, lr: float = 1e-3, seed: int = 0) -> list[Row
         worst = 0.0
         for g in grad_seq:
             for n, p in tmodel.named_parameters():
-                p.grad = g[n].to(p.device)
+                p.grad = g[n].to(p.device, copy=True)  # clip_grad_norm_ scales it in place
             torch.nn.utils.clip_grad_norm_(params, max_norm)
             opt.step()
             jgrads = torch_to_flax({**sd, **g})["params"]

@@ -40,7 +40,7 @@ from sar_jax.core.rundir import (
     truncate_log,
 )
 from sar_jax.core.visualize import save_reconstructions_png
-from sar_jax.data.batching import BatchIterator
+from sar_jax.data.grain_pipeline import PatchLoader
 from sar_jax.data.pipeline import build_datasets, make_loaders
 from sar_jax.nn.models import SARAutoencoder
 from sar_jax.training import checkpointing, distributed
@@ -55,7 +55,7 @@ def compute_dtype(config: dict[str, Any]) -> Any:
     return jnp.bfloat16 if config["train"]["dtype"] == "bfloat16" else jnp.float32
 
 
-def evaluate(eval_step: Any, state: TrainState, loader: BatchIterator, mesh: Mesh) -> dict[str, float]:
+def evaluate(eval_step: Any, state: TrainState, loader: PatchLoader, mesh: Mesh) -> dict[str, float]:
     """Average over images of the per-image loss, mse, ssim and psnr (padding rows dropped)."""
     parts = [eval_step(state, distributed.shard_batch(batch, mesh)) for batch in loader.epoch(0)]
     host = distributed.to_host(parts)
@@ -121,7 +121,7 @@ class EpochProgress:
     batches: int = 0
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_TRAIN_METRICS, 0.0))
     seconds: float = 0.0
-    data_wait_seconds: float = 0.0  # blocked in the loader waiting for the next batch
+    data_wait_seconds: float = 0.0  # time the loop waited for the data pipeline
 
     def add(self, metrics: list[dict[str, Any]]) -> None:
         """Accumulate a chunk of per-step metrics."""
@@ -136,24 +136,30 @@ class EpochProgress:
         return {k: v / max(self.batches, 1) for k, v in self.sums.items()}
 
 
-def train_epoch(steps: dict[str, Any], state: TrainState, loader: BatchIterator, mesh: Mesh, epoch: int,
-                run_dir: Path, progress: bool, done: EpochProgress,
+def _timed(batches: Iterator[np.ndarray], done: EpochProgress) -> Iterator[np.ndarray]:
+    """``batches``, adding the time spent waiting for each to ``done.data_wait_seconds``."""
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        done.data_wait_seconds += time.perf_counter() - t0
+        if batch is None:
+            return
+        yield batch
+
+
+def train_epoch(steps: dict[str, Any], state: TrainState, loader: PatchLoader, batches: Iterator[np.ndarray],
+                mesh: Mesh, epoch: int, run_dir: Path, progress: bool, done: EpochProgress,
                 signals: list[int]) -> tuple[TrainState, EpochProgress]:
-    """The rest of one pass over the training split (from batch ``done.batches``); returns at
-    the end of the epoch, or early (with ``signals`` non-empty) after the step in flight."""
+    """The rest of one pass over the training split (``batches``: the epoch's data iterator, from batch
+    ``done.batches`` on); returns at the end of the epoch, or early (with ``signals`` non-empty) after
+    the step in flight."""
     t0 = time.perf_counter() - done.seconds
     pending: list[dict[str, Any]] = []
     first_step = distributed.scalar(state.step)
-    bar = tqdm(loader.epoch(epoch, start=done.batches), total=len(loader), initial=done.batches,
+    bar = tqdm(_timed(batches, done), total=len(loader), initial=done.batches,
                desc=f"epoch {epoch}", leave=False, disable=not (progress and distributed.is_main_process()),
                dynamic_ncols=True)
-    batches = iter(bar)
-    while True:
-        t_wait = time.perf_counter()
-        batch = next(batches, None)
-        done.data_wait_seconds += time.perf_counter() - t_wait
-        if batch is None:
-            break
+    for batch in bar:
         state, metrics = steps["train_step"](state, distributed.shard_batch(batch, mesh))
         pending.append(metrics)
         last = done.batches + len(pending) == len(loader)
@@ -251,8 +257,8 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
             progress = EpochProgress(**meta["partial_epoch"])
         if main_process:
             truncate_log(run_dir, distributed.scalar(state.epoch))
-    samples = distributed.replicate(datasets.val[: log_cfg["num_samples"]], mesh)
-    grad_batch = distributed.shard_batch(np.array_split(datasets.train[: train_cfg["batch_size"]],
+    samples = distributed.replicate(datasets.patches("val", log_cfg["num_samples"]), mesh)
+    grad_batch = distributed.shard_batch(np.array_split(datasets.patches("train", train_cfg["batch_size"]),
                                                         shard[1])[shard[0]], mesh)
     first_epoch = distributed.scalar(state.epoch) + 1
     writer = tb.open_writer(run_dir, purge_step=first_epoch if resume else None) if main_process else None
@@ -263,12 +269,19 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                 if stopped_early:
                     break
                 lr = train_cfg["lr"] * distributed.scalar(state.plateau_state.scale)
-                state, progress = train_epoch(steps, state, loaders["train"], mesh, epoch, run_dir,
-                                              log_cfg["progress"], progress, signals)
-                if progress.batches < len(loaders["train"]):  # interrupted mid-epoch
-                    checkpointing.save(manager, distributed.scalar(state.step), state,
-                                       _metadata(config, preprocessing, state, None, progress), None)
-                    raise Interrupted(signals[0], run_dir, epoch, distributed.scalar(state.step))
+                batches = loaders["train"].epoch(epoch)
+                if progress.batches:  # resuming mid-epoch: the data iterator continues where it stopped
+                    checkpointing.restore_data_iterator(manager, distributed.scalar(state.step), batches)
+                try:
+                    state, progress = train_epoch(steps, state, loaders["train"], batches, mesh, epoch, run_dir,
+                                                  log_cfg["progress"], progress, signals)
+                    if progress.batches < len(loaders["train"]):  # interrupted mid-epoch
+                        checkpointing.save(manager, distributed.scalar(state.step), state,
+                                           _metadata(config, preprocessing, state, None, progress), None,
+                                           data_iterator=batches)
+                        raise Interrupted(signals[0], run_dir, epoch, distributed.scalar(state.step))
+                finally:
+                    batches.close()
                 t_val = time.perf_counter()
                 val_m = evaluate(steps["eval_step"], state, loaders["val"], mesh)
                 if not math.isfinite(val_m["loss"]):
@@ -282,6 +295,7 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                           **{f"val_{k}": v for k, v in val_m.items()}, "lr": lr,
                           "epoch_seconds": progress.seconds + time.perf_counter() - t_val,
                           "train_images_per_second": progress.batches * train_cfg["batch_size"] / progress.seconds,
+                          "data_wait_seconds": progress.data_wait_seconds,
                           "train_data_wait_fraction": progress.data_wait_seconds / progress.seconds,
                           "best": improved}
                 progress = EpochProgress()

@@ -31,7 +31,7 @@ from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import write_json_atomic
 from sar_jax.core.rundir import append_log, prepare_run_dir, truncate_log
 from sar_jax.core.visualize import save_reconstructions_png
-from sar_jax.data.batching import BatchIterator
+from sar_jax.data.grain_pipeline import PatchLoader
 from sar_jax.data.pipeline import build_datasets, make_loaders
 from sar_torch_ref.evaluation.metrics import per_image_metrics
 from sar_torch_ref.losses.combined import CombinedLoss
@@ -63,7 +63,7 @@ def _changed_keys(a: dict, b: dict) -> list[tuple[str, str]]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: BatchIterator, config: dict[str, Any],
+def evaluate(model: torch.nn.Module, loader: PatchLoader, config: dict[str, Any],
              device: torch.device) -> dict[str, float]:
     """Means over every image of ``loader`` of the per-image loss, mse, ssim and psnr
     (``model.eval()``, no gradients)."""
@@ -191,7 +191,7 @@ def train_and_evaluate(config: dict[str, Any] | None, config_name: str, run_dir:
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
 
-    samples = datasets.val[:log_cfg["num_samples"]]
+    samples = datasets.patches("val", log_cfg["num_samples"])
     n_train = len(loaders["train"]) * train_cfg["batch_size"]
     epochs = train_cfg["epochs"]
     stopped_early = stopper.should_stop
@@ -282,7 +282,7 @@ def train_step(model: torch.nn.Module, loss_fn: CombinedLoss, optimizer: torch.o
 
 
 def _train_epoch(model: torch.nn.Module, loss_fn: CombinedLoss, optimizer: torch.optim.Optimizer,
-                 loader: BatchIterator, epoch: int, epochs: int, max_grad_norm: float,
+                 loader: PatchLoader, epoch: int, epochs: int, max_grad_norm: float,
                  device: torch.device, progress: bool) -> dict[str, float]:
     """One pass over the training batches; means over steps of the batch metrics, plus the
     training time in ``seconds``."""

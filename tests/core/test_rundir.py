@@ -41,7 +41,7 @@ def test_prepare_writes_config_and_refuses_another_run(tmp_path):
     assert prepare_run_dir(run, config, resume=False) == run
     assert json.loads((run / "config.json").read_text()) == config
     assert (run / "checkpoints").is_dir()
-    assert not list(run.glob("*.tmp"))
+    assert not list(run.glob(".*.partial-*"))
     with pytest.raises(SarJaxError, match="already holds a run") as info:
         prepare_run_dir(run, config, resume=False)
     assert str(info.value).startswith(f"run_dir {run}:")
@@ -116,7 +116,7 @@ def test_truncate_log(tmp_path):
     assert [r["epoch"] for r in read_log(tmp_path)] == [1, 2, 3]
     truncate_log(tmp_path, 0)
     assert read_log(tmp_path) == []
-    assert not (tmp_path / "training.log.tmp").exists()
+    assert not list(tmp_path.glob(".*.partial-*"))
     append_log(tmp_path, _record(1))
     assert [r["epoch"] for r in read_log(tmp_path)] == [1]
 

@@ -141,7 +141,7 @@ def test_preprocessing_is_fitted_on_the_train_split_only():
     assert abs(got["vmin"] - everything["vmin"]) + abs(got["vmax"] - everything["vmax"]) > 0.1
     # the train patches were normalised with those parameters
     train_patch0 = scenes[regions["train"][0].scene][:32, :32]
-    np.testing.assert_allclose(datasets.train[0, ..., 0], normalize(train_patch0, expected), atol=1e-6)
+    np.testing.assert_allclose(datasets.patches("train", 1)[0, ..., 0], normalize(train_patch0, expected), atol=1e-6)
 
 
 # ---------------------------------------------------------------------- no-data in the fit

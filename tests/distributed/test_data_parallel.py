@@ -76,9 +76,11 @@ def test_checkpoint_saved_on_four_devices_resumes_on_one(tmp_path):
     a = [json.loads(line) for line in (straight / "training.log").read_text().splitlines()]
     b = [json.loads(line) for line in (split / "training.log").read_text().splitlines()]
     assert [r["epoch"] for r in b] == [1, 2, 3]
+    # 4 vs 1 devices reduce in a different order: measured drift 5e-6 after 2 epochs, 8e-5 after 3 (the
+    # resumed run equals a straight 4-device run exactly); a wrong batch or state would move it by ~1e-2
     for ra, rb in zip(a, b):
-        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-5)
-        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
+        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=3e-4)
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=3e-4)
 
 
 def test_batch_not_divisible_by_devices_is_refused(tmp_path):

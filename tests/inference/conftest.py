@@ -14,17 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REAL_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sar"
-TINY = ["--config", "quickstart", "--set", "model.base_channels=4", "--set", "model.latent_channels=4",
-        "--set", "train.epochs=1", "--set", "logging.progress=false", "--set", "logging.histogram_every=50"]
-INTENSITY_ARGS = TINY + ["--set", "data.patch_size=32", "--set", "data.scene_size=64", "--set", "data.num_scenes=5",
-                         "--set", "data.stride=16", "--set", "train.batch_size=4"]
-LOG8_ARGS = TINY + ["--set", "data.patch_size=64", "--set", "data.stride=64", "--set", "train.batch_size=8"]
+from sar_jax.core.paths import SHARED_SAR_DIR
+from tests.conftest import TINY_ARGS
+
+INTENSITY_ARGS = [*TINY_ARGS, "--set", "train.epochs=1", "--set", "logging.histogram_every=50"]
+LOG8_ARGS = INTENSITY_ARGS + ["--set", "data.patch_size=64", "--set", "data.stride=64", "--set", "train.batch_size=8"]
 
 
 def _log8_data(root: Path) -> Path:
-    if REAL_DIR.is_dir() and any(REAL_DIR.glob("*.png")):
-        return REAL_DIR
+    if SHARED_SAR_DIR.is_dir() and any(SHARED_SAR_DIR.glob("*.png")):
+        return SHARED_SAR_DIR
     from PIL import Image
 
     from sar_jax.data.synthetic import synthetic_scenes
@@ -77,13 +76,6 @@ def intensity_loaded(intensity_run):
     from sar_jax.inference.run import load_run
 
     return load_run(intensity_run)
-
-
-@pytest.fixture
-def real_dir() -> Path:
-    if not REAL_DIR.is_dir():
-        pytest.skip(f"real SAR samples not found at {REAL_DIR}")
-    return REAL_DIR
 
 
 @pytest.fixture(scope="session")

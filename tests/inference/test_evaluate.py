@@ -57,8 +57,8 @@ def test_jax_and_torch_evaluations_agree(synthetic_reports):
     assert th["ms_ssim_implementation"] == "pytorch_msssim.ms_ssim"
 
 
-def test_real_scene_with_ms_ssim_and_torch_agreement(log8_run, real_dir, tmp_path, capsys):
-    scene = str(real_dir / "real_sar_scene_b.png")
+def test_real_scene_with_ms_ssim_and_torch_agreement(log8_run, shared_sar_dir, tmp_path, capsys):
+    scene = str(shared_sar_dir / "real_sar_scene_b.png")
     reports = {}
     for fw in ("jax", "torch"):
         assert run_main(evaluate.main, ["--checkpoint", str(log8_run), "--data", scene, "--framework", fw,

@@ -24,7 +24,7 @@ from sar_jax.training.state import create_train_state
 
 pytestmark = pytest.mark.slow  # training runs in subprocesses, signals, resumes
 
-TIMING_KEYS = {"epoch_seconds", "train_images_per_second", "train_data_wait_fraction"}
+TIMING_KEYS = {"epoch_seconds", "train_images_per_second", "data_wait_seconds", "train_data_wait_fraction"}
 
 
 def _state(run: Path, which: str = "latest"):
@@ -41,9 +41,9 @@ def _max_diff(a, b) -> float:
     return max(jax.tree.leaves(jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v))), a, b)))
 
 
-def _start(tiny_args, run: Path, epochs: int) -> subprocess.Popen:
+def _start(tiny_args, run: Path, epochs: int, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sar_jax.train", *tiny_args, "--out", str(run),
-                             "--set", f"train.epochs={epochs}", "--set", "data.num_scenes=8"],
+                             "--set", f"train.epochs={epochs}", "--set", "data.num_scenes=8", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
 
@@ -58,10 +58,10 @@ def _wait_for_epochs(run: Path, n: int, proc: subprocess.Popen, timeout: float =
     raise AssertionError("training did not progress")
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_checkpoints_and_resume_continues_identically(tmp_path, tiny_args, sig, code):
+@pytest.mark.parametrize("sig,code,workers", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 0)])
+def test_signal_checkpoints_and_resume_continues_identically(tmp_path, tiny_args, sig, code, workers):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    proc = _start(tiny_args, stopped, epochs=3)
+    proc = _start(tiny_args, stopped, 3, "--set", f"data.workers={workers}")
     _wait_for_epochs(stopped, 1, proc)
     time.sleep(0.3)  # land inside epoch 2
     proc.send_signal(sig)
@@ -74,7 +74,7 @@ def test_signal_checkpoints_and_resume_continues_identically(tmp_path, tiny_args
                           capture_output=True, timeout=600).returncode == 0
     assert subprocess.run([sys.executable, "-m", "sar_jax.train", *tiny_args, "--out", str(straight),
                            "--set", "train.epochs=3", "--set", "data.num_scenes=8"],
-                          capture_output=True, timeout=600).returncode == 0
+                          capture_output=True, timeout=600).returncode == 0  # in-process: the same batches
     a, b = _log(straight), _log(stopped)
     assert [r["epoch"] for r in b] == [1, 2, 3]
     for ra, rb in zip(a, b):
@@ -125,7 +125,7 @@ def test_sigkill_inside_a_checkpoint_write_keeps_a_loadable_checkpoint(tmp_path,
 def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_args, monkeypatch):
     """A NaN injected in epoch 2 through the real train step: stop naming the step, no NaN saved."""
     real = train.compile_steps
-    per_epoch = len(build_datasets(load_config("tiny", ["data.num_scenes=8"])[0]).train) // 4
+    per_epoch = len(build_datasets(load_config("tiny", ["data.num_scenes=8"])[0]).windows["train"]) // 4
     bad = per_epoch + 3  # third step of epoch 2
 
     def poisoned(model, config):

@@ -12,7 +12,8 @@ import torch
 
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.rundir import LOG_KEYS, read_log
-from sar_jax.data.batching import BatchIterator
+from sar_jax.data.grain_pipeline import PatchLoader, ReadPatches
+from sar_jax.data.sources import ArrayScene
 from sar_torch_ref import train as torch_train
 from sar_torch_ref.evaluation import per_image_metrics
 from sar_torch_ref.models import SARAutoencoder
@@ -95,7 +96,7 @@ def test_checkpoints(two_epoch_run):
     best_epoch = min(log, key=lambda r: r["val_loss"])["epoch"]
     assert best["epoch"] == best_epoch
     assert last["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in log))
-    assert not list((two_epoch_run / "checkpoints").glob("*.tmp"))
+    assert not list((two_epoch_run / "checkpoints").glob(".*.partial-*"))
 
 
 def test_resume_equals_straight_run(two_epoch_run, three_epoch_run, tmp_path):
@@ -138,7 +139,13 @@ def test_evaluate_averages_over_images(two_epoch_run):
     model = SARAutoencoder(ckpt["config"]["model"])
     model.load_state_dict(ckpt["model"])
     images = np.random.default_rng(0).random((5, 32, 32, 1), dtype=np.float32)
-    got = evaluate(model, BatchIterator(images, 2, shuffle=False, prefetch=0), ckpt["config"], torch.device("cpu"))
+    # the five images side by side in one 8-bit-log scene whose preprocessing is the identity on [0, 1]
+    scene = ArrayScene("images", np.concatenate(list(images[..., 0]), axis=1), units="log8")
+    identity = {"mode": "log8", "vmin": 0.0, "vmax": 1.0, "floor": 1e-6, "percentiles": [1.0, 99.0]}
+    windows = np.array([[0, 0, 32 * k] for k in range(5)])
+    loader = PatchLoader(lambda epoch: windows, 5, ReadPatches([scene], 32, identity, pad_to=2), 2, shuffle=False,
+                         seed=0, drop_last=False, prefetch=0)
+    got = evaluate(model, loader, ckpt["config"], torch.device("cpu"))
     model.eval()
     with torch.no_grad():
         x = torch.from_numpy(images).permute(0, 3, 1, 2)
