@@ -68,8 +68,8 @@ def test_images(run_dir: Path) -> tuple[list[TestImage], dict[str, Any]]:
     data_cfg = config["data"]
     truth = None
     if data_cfg["source"] == "synthetic":
-        truth = synthetic_scenes_with_reflectivity(data_cfg["num_scenes"], data_cfg["scene_size"],
-                                                   data_cfg["looks"], config["train"]["seed"])[1]
+        truth = [refl for _, refl in synthetic_scenes_with_reflectivity(
+            data_cfg["num_scenes"], data_cfg["scene_size"], data_cfg["looks"], config["train"]["seed"])]
     images = []
     for k, r in enumerate(datasets.regions["test"]):
         h, w = (r.r1 - r.r0) // 16 * 16, (r.c1 - r.c0) // 16 * 16

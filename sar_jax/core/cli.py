@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import warnings
@@ -65,3 +66,17 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except SarJaxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def process_share(num_processes: int | None, process_id: int | None) -> tuple[int, int]:
+    """``(index, count)`` of this process in work split with no coordination: ``--process-id`` /
+    ``--num-processes`` where given, else a SLURM job array's variables, else ``(0, 1)``."""
+    env = os.environ
+    if num_processes is None and "SLURM_ARRAY_TASK_COUNT" in env:
+        num_processes = int(env["SLURM_ARRAY_TASK_COUNT"])
+    if process_id is None and "SLURM_ARRAY_TASK_ID" in env:
+        process_id = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+    n, i = num_processes or 1, process_id or 0
+    if n < 1 or not 0 <= i < n:
+        raise SarJaxError(f"--process-id {i} of --num-processes {n}: expected 0 <= process id < number of processes")
+    return i, n

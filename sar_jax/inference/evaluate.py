@@ -49,6 +49,8 @@ from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
 from sar_jax.data.readers import list_sar_files
+from sar_jax.inference.comparisons import markdown_table as comparisons_table
+from sar_jax.inference.eval_report import markdown_report, save_panels, summary_table
 from sar_jax.inference.scene_io import write_atomic
 from sar_jax.metrics import sar_stats
 from sar_jax.metrics.ssim import ms_ssim_window
@@ -57,7 +59,6 @@ QUALITY_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 SAR_KEYS = ("enl_input", "enl_recon", "enl_ratio", "mean_ratio")
 RATIO_KEYS = ("mean_ratio_uncorrected",)
 METRIC_KEYS = QUALITY_KEYS + SAR_KEYS + RATIO_KEYS
-MD_MAX_ROWS = 40
 
 
 @dataclass
@@ -75,6 +76,7 @@ class EvalSet:
     clipped_fraction: dict[str, float]  # per file: valid pixels outside the checkpoint's clip range
     skipped_patches: int  # patches left out for holding no-data pixels
     description: str
+    windows: np.ndarray | None = None  # (N, 3) (scene, row, col) of the checkpoint's test split
 
 
 def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_clipping: bool = False) -> EvalSet:
@@ -99,7 +101,7 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_cl
         names = [f"test[{i}]" for i in range(len(images))]
         bits = 8 if params["mode"] == "log8" else 32
         return EvalSet(images.astype(np.float32), None, None, names, [source] * len(images), dict(params), bits,
-                       False, {}, 0, f"test split of the checkpoint's data: {source}")
+                       False, {}, 0, f"test split of the checkpoint's data: {source}", datasets.windows["test"])
     images, raws, names, sources = [], [], [], []
     used = None
     bits, phase_dropped, clipped, skipped = 32, False, {}, 0
@@ -215,9 +217,15 @@ def _mean(values: list[Any]) -> float | None:
 
 def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | None = None,
              framework: str = "jax", latent_dtype: str = "float16", units: str | None = None,
-             num_panels: int = 4, batch_size: int | None = None, allow_clipping: bool = False) -> dict[str, Any]:
-    """Run the evaluation, write report.json / report.md / panels.png; return the report."""
+             num_panels: int = 4, batch_size: int | None = None, allow_clipping: bool = False,
+             reference: str = "input", baselines: bool = False) -> dict[str, Any]:
+    """Run the evaluation, write report.json / report.md / panels.png; return the report.
+
+    ``reference="clean"`` (synthetic test split only) also scores against the speckle-free reflectivity;
+    ``baselines`` adds the classical despeckling filters' rows (:mod:`sar_jax.inference.comparisons`).
+    """
     from sar_jax.inference import run as inference
+    from sar_jax.inference.comparisons import clean_patches, comparison_rows
 
     if framework not in ("jax", "torch"):
         raise SarJaxError(f"--framework {framework}: expected jax or torch")
@@ -225,6 +233,11 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         raise SarJaxError(f"--latent-dtype {latent_dtype}: expected float16 or float32")
     if data is not None and not Path(data).exists():
         raise SarJaxError(f"--data {data}: no such file or folder")
+    if reference not in ("input", "clean"):
+        raise SarJaxError(f"--reference {reference}: expected input or clean")
+    if reference == "clean" and data is not None:
+        raise SarJaxError("--reference clean scores the checkpoint's own synthetic test split against its "
+                          "speckle-free reflectivity; drop --data")
     run = inference.load_run(checkpoint, "best")
     out_dir = Path(out) if out else Path(checkpoint) / f"eval-{framework}"
     if out_dir.exists() and not out_dir.is_dir():
@@ -237,7 +250,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     batch = batch_size or run.config["train"]["batch_size"]
     runner = run_jax if framework == "jax" else run_torch
     x_hat, latent_shape, quality = runner(run, es.images, latent_dtype, batch, ssim_window, ms_window)
-    x_lin = es.raw if es.raw is not None else denormalize(es.images[..., 0], es.params)
+    x_lin = es.raw if es.raw is not None else denormalize(es.images[..., 0], es.params, bias_correction=False)
     x_hat_lin = denormalize(x_hat[..., 0], es.params)  # with the log-domain bias correction
     x_hat_raw = denormalize(x_hat[..., 0], es.params, bias_correction=False)
     latent_bpp = sar_stats.latent_bits_per_pixel(size * size, latent_elements=int(np.prod(latent_shape)),
@@ -256,6 +269,13 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         row["compression_ratio"] = ratio
         rows.append(row)
     average = {key: _mean([r[key] for r in rows]) for key in METRIC_KEYS}
+    comparisons = None
+    if reference == "clean" or baselines:
+        clean = clean_patches(run.config, es.windows, es.params) if reference == "clean" else None
+        looks = (run.config["data"]["looks"] if run.config["data"]["source"] == "synthetic"
+                 else max(1.0, average["enl_input"] or 1.0))
+        comparisons = comparison_rows(es.images, x_hat, x_lin, x_hat_lin, es.params, clean=clean, baselines=baselines,
+                                      looks=looks, ssim_window=ssim_window, ms_window=ms_window, batch=batch)
     average["compression_ratio"] = ratio
     per_source = {}
     for src in dict.fromkeys(es.sources):
@@ -273,6 +293,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         "ms_ssim_implementation": ("pytorch_msssim.ms_ssim" if framework == "torch"
                                    else "sar_jax.metrics.ssim.ms_ssim_per_image (JAX port of pytorch_msssim.ms_ssim)"),
         "notes": _notes(es, ms_window, size),
+        "reference": reference, "comparisons": comparisons,
         "average": average, "per_source": per_source, "per_image": rows,
         "seconds": time.perf_counter() - t0,
     }
@@ -321,97 +342,6 @@ def _notes(es: EvalSet, ms_window: int | None, size: int) -> list[str]:
     return notes
 
 
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float) and abs(v) >= 100:
-        return f"{v:.1f}"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def summary_table(report: dict[str, Any]) -> str:
-    """Markdown table: one row per source plus the average."""
-    head = ("| images | n | MSE | PSNR (dB) | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio "
-            "| mean ratio w/o bias corr. | CR |")
-    lines = [head, "|" + "---|" * 12]
-    entries = list(report["per_source"].items())
-    if len(entries) > 1 or not entries:
-        entries.append(("**average**", {"num_images": report["num_images"], **report["average"]}))
-    else:
-        entries = [(f"{entries[0][0]} (average)", entries[0][1])]
-    for name, m in entries:
-        lines.append(f"| {name} | {m['num_images']} | {_fmt(m['mse'], 5)} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'])} |"
-                     f" {_fmt(m['ms_ssim'])} | {_fmt(m['enl_input'], 2)} | {_fmt(m['enl_recon'], 2)} |"
-                     f" {_fmt(m['enl_ratio'], 3)} | {_fmt(m['mean_ratio'], 4)} | {_fmt(m['mean_ratio_uncorrected'], 4)}"
-                     f" | {report['compression_ratio']:.1f} |")
-    return "\n".join(lines)
-
-
-def markdown_report(report: dict[str, Any]) -> str:
-    """The human-readable report."""
-    p = report["preprocessing_params"]
-    lines = [
-        "# SAR autoencoder evaluation", "",
-        f"- checkpoint: `{report['checkpoint']}` (best, epoch {report['epoch']}), framework **{report['framework']}**",
-        f"- data: {report['data']}; {report['num_images']} images of {report['image_size'][0]} px,"
-        f" units {report['units']}",
-        f"- preprocessing (checkpoint's): mode {p['mode']}, clip [{p['vmin']:.3f}, {p['vmax']:.3f}]"
-        f" ({'8-bit values' if p['mode'] == 'log8' else 'dB'})",
-        f"- latent {report['latent_shape']} {report['latent_dtype']}; input {report['input_bits_per_pixel']} bits/px;"
-        f" compression ratio {report['compression_ratio']:.1f} : 1",
-        f"- SSIM window {report['ssim_window']}; MS-SSIM window {report['ms_ssim_window']}"
-        f" ({report['ms_ssim_implementation']})", "",
-        "## Summary", "", summary_table(report), "",
-        "PSNR, SSIM and MS-SSIM on the normalised [0, 1] values; ENL and mean ratio in the data's units.", "",
-        "## Notes", "", *[f"- {n}" for n in report["notes"]], "",
-        "## Per image", "",
-        "| image | MSE | PSNR | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio |",
-        "|" + "---|" * 9,
-    ]
-    for r in report["per_image"][:MD_MAX_ROWS]:
-        lines.append(f"| {r['name']} | {_fmt(r['mse'], 5)} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'])}"
-                     f" | {_fmt(r['ms_ssim'])}"
-                     f" | {_fmt(r['enl_input'], 2)} | {_fmt(r['enl_recon'], 2)} | {_fmt(r['enl_ratio'], 3)}"
-                     f" | {_fmt(r['mean_ratio'], 4)} |")
-    if len(report["per_image"]) > MD_MAX_ROWS:
-        lines.append(f"\n({len(report['per_image']) - MD_MAX_ROWS} more images in report.json)")
-    return "\n".join(lines) + "\n"
-
-
-def save_panels(x: np.ndarray, x_hat: np.ndarray, rows: list[dict[str, Any]], path: Path) -> None:
-    """input | reconstruction | |difference| | histograms of both, one row per image; every image
-    panel has a colour bar, and all |difference| panels share one scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(x)
-    diffs = np.abs(x - x_hat)
-    dmax = float(max(diffs.max(), 1e-6))
-    fig, axes = plt.subplots(n, 4, figsize=(14, 3 * n), squeeze=False)
-    for i in range(n):
-        psnr = _fmt(rows[i]["psnr"], 2)
-        for ax, img, title, vmax, cmap in (
-                (axes[i][0], x[i], f"input {rows[i]['name']} (normalised)", 1.0, "gray"),
-                (axes[i][1], x_hat[i], f"reconstruction, PSNR {psnr} (data range 1)", 1.0, "gray"),
-                (axes[i][2], diffs[i], f"|difference| (max {diffs[i].max():.2f}; common scale)", dmax, "magma")):
-            im = ax.imshow(img, cmap=cmap, vmin=0.0, vmax=vmax)
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
-        ax = axes[i][3]
-        bins = np.linspace(0, 1, 65)
-        ax.hist(x[i].ravel(), bins=bins, alpha=0.6, label="input")
-        ax.hist(x_hat[i].ravel(), bins=bins, alpha=0.6, label="reconstruction")
-        ax.set_title("histogram of normalised values (0 = clip min, 1 = clip max)", fontsize=8)
-        ax.legend(fontsize=7)
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, format="png")
-    plt.close(fig)
-
-
 def setup_args() -> argparse.ArgumentParser:
     """Command-line flags."""
     parser = argparse.ArgumentParser(prog="python -m sar_jax.evaluate", description=__doc__.splitlines()[0])
@@ -426,6 +356,10 @@ def setup_args() -> argparse.ArgumentParser:
                              "the checkpoint's units, float from the file's metadata)")
     parser.add_argument("--allow-clipping", action="store_true",
                         help="evaluate --data with > 5%% of its pixels outside the checkpoint's clip range")
+    parser.add_argument("--reference", default="input", choices=("input", "clean"),
+                        help="clean: also score against the speckle-free reflectivity (synthetic test split only)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="add boxcar and Lee filter rows (windows 5 and 7) to the despeckling comparison")
     parser.add_argument("--panels", type=int, default=4, help="images shown in panels.png (default 4)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's train.batch_size")
     return parser
@@ -437,9 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.panels < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise SarJaxError("--panels and --batch-size must be positive")
     report = evaluate(args.checkpoint, args.data, args.out, args.framework, args.latent_dtype,
-                      None if args.units == "auto" else args.units, args.panels, args.batch_size, args.allow_clipping)
+                      None if args.units == "auto" else args.units, args.panels, args.batch_size, args.allow_clipping,
+                      args.reference, args.baselines)
     print(f"{report['framework']} evaluation of {report['checkpoint']} (epoch {report['epoch']}) on {report['data']}")
     print(summary_table(report))
+    if report["comparisons"]:
+        print(comparisons_table(report["comparisons"]))
     for note in report["notes"]:
         print(f"note: {note}")
     print(f"wrote {report['out_dir']}/report.json, report.md, panels.png")

@@ -42,10 +42,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from sar_jax.core.cli import process_share
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
 from sar_jax.data.readers import SUPPORTED_EXTENSIONS, list_sar_files
 from sar_jax.inference.latent import LATENT_DTYPES, LatentRaster, fingerprint, write_latent
+from sar_jax.inference.recon_report import count, print_summary, summary_table
 from sar_jax.inference.scene_io import SceneWriter, check_output_path, output_name
 from sar_jax.inference.tiling import TileGrid, TileRows, batched_apply, default_halo, read_padded, window_tiles
 
@@ -255,32 +257,9 @@ def list_scenes(spec: str) -> list[Path]:
 
 
 def shard(scenes: list[Path], num_processes: int | None, process_id: int | None) -> tuple[list[Path], int, int]:
-    """Every ``num_processes``-th scene from ``process_id`` (defaults: SLURM array variables, else 1 and 0)."""
-    env = os.environ
-    if num_processes is None and "SLURM_ARRAY_TASK_COUNT" in env:
-        num_processes = int(env["SLURM_ARRAY_TASK_COUNT"])
-    if process_id is None and "SLURM_ARRAY_TASK_ID" in env:
-        process_id = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-    n, i = num_processes or 1, process_id or 0
-    if n < 1 or not 0 <= i < n:
-        raise SarJaxError(f"--process-id {i} of --num-processes {n}: expected 0 <= process id < number of processes")
+    """Every ``num_processes``-th scene from ``process_id`` (:func:`sar_jax.core.cli.process_share`)."""
+    i, n = process_share(num_processes, process_id)
     return scenes[i::n], n, i
-
-
-def summary_table(rows: list[dict[str, Any]]) -> str:
-    """One markdown row per scene: status, time, size, bit rate, mean ratio, clipping, no-data."""
-    def fmt(v: Any, spec: str) -> str:
-        return "-" if v is None else format(v, spec)
-
-    lines = ["| scene | status | seconds | size | bpp | CR | mean ratio | clipped | no-data px |", "|" + "---|" * 9]
-    for r in rows:
-        size = "x".join(map(str, r["shape"])) if r.get("shape") else "-"
-        clipped = None if r.get("clipped_fraction") is None else 100 * r["clipped_fraction"]
-        lines.append(f"| {Path(r['input']).name} | {r['status']} | {fmt(r.get('seconds'), '.1f')} | {size} | "
-                     f"{fmt(r.get('bpp'), '.3f')} | {fmt(r.get('compression_ratio'), '.1f')} | "
-                     f"{fmt(r.get('mean_ratio'), '.4f')} | {fmt(clipped, '.2f')}% | "
-                     f"{fmt(r.get('invalid_pixels'), 'd')} |")
-    return "\n".join(lines)
 
 
 def reconstruct_many(checkpoint: str | Path, inputs: list[Path], out_dir: Path, *, latent_dir: Path | None,
@@ -351,29 +330,6 @@ def setup_args() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}{'' if n == 1 else 's'}"
-
-
-def _print_summary(s: dict[str, Any]) -> None:
-    h, w = s["shape"]
-    line = (f"wrote {s['output']}: {h} x {w} {s['units']}, {_count(s['tiles'], 'tile')} of {s['tile']} px + "
-            f"{s['halo']} px halo "
-            f"({s['compute_ratio']:.2f}x the scene's pixels computed), {s['seconds']:.1f}s")
-    if s.get("mean_ratio") is not None:
-        line += (f"; mean ratio {s['mean_ratio']:.4f} (without the {s['log_bias_db']:+.2f} dB log-bias correction: "
-                 f"{s['mean_ratio_uncorrected']:.4f})")
-    print(line)
-    if s["invalid_pixels"] or s["clipped_fraction"]:
-        print(f"no-data pixels {s['invalid_pixels']}; {100 * s['clipped_fraction']:.2f}% of the valid ones outside "
-              "the checkpoint's clip range")
-    if s.get("latent"):
-        print(f"wrote {s['latent']}: {s['latent_bytes']} bytes, {s['bpp']:.4f} bits per input pixel "
-              f"({s['input_bits_per_pixel']}-bit input: {s['compression_ratio']:.1f}:1)")
-    if s.get("phase_dropped"):
-        print("note: the input is complex; its phase was dropped (the model sees |z|^2 or |z|)")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point (errors name this command's flags: the reader's ``band`` is ``--band`` here)."""
     try:
@@ -396,7 +352,7 @@ def _main(args: argparse.Namespace) -> int:
         s = decode_latent(args.from_latent, args.output, checkpoint=args.checkpoint, tile=args.tile, halo=args.halo,
                           batch_size=args.batch_size, allow_other_checkpoint=args.allow_other_checkpoint,
                           progress=progress)
-        print(f"wrote {s['output']}: {s['shape'][0]} x {s['shape'][1]} {s['units']}, {_count(s['tiles'], 'tile')}, "
+        print(f"wrote {s['output']}: {s['shape'][0]} x {s['shape'][1]} {s['units']}, {count(s['tiles'], 'tile')}, "
               f"{s['seconds']:.1f}s")
         return 0
     if not args.input or not args.checkpoint:
@@ -411,7 +367,7 @@ def _main(args: argparse.Namespace) -> int:
         from sar_jax.inference import run as inference
 
         run = inference.load_run(args.checkpoint, args.which)
-        _print_summary(reconstruct_scene(run, args.input, args.output, save_latent=args.save_latent, **common))
+        print_summary(reconstruct_scene(run, args.input, args.output, save_latent=args.save_latent, **common))
         return 0
     if args.save_latent:
         raise SarJaxError("--save-latent names one file; with a folder or glob --input use --save-latent-dir DIR")

@@ -16,11 +16,13 @@ import argparse
 import itertools
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from sar_jax.core.cli import process_share
 from sar_jax.core.config import load_config, parse_override
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import atomic_path, write_json_atomic, write_text_atomic
@@ -28,7 +30,7 @@ from sar_jax.inference.evaluate import evaluate
 from sar_jax.training.loop import Interrupted, train_and_evaluate
 
 ROW_FILE = "sweep_row.json"
-METRICS = ("best_epoch", "val_loss", "psnr", "ssim", "ms_ssim", "enl_ratio", "bpp")
+METRICS = ("best_epoch", "val_loss", "psnr", "ssim", "ms_ssim", "enl_ratio", "psnr_vs_clean", "bpp")
 
 
 def parse_grid(items: Sequence[str]) -> list[tuple[str, list[Any]]]:
@@ -48,9 +50,15 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, list[Any]]]:
     return grid
 
 
-def grid_points(grid: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
-    """Every combination, in the order of the grid (the last key varies fastest)."""
+def grid_points(grid: list[tuple[str, list[Any]]], zipped: bool = False) -> list[dict[str, Any]]:
+    """Every combination, in the order of the grid (the last key varies fastest); ``zipped``: the
+    keys' i-th values together (equal lengths), e.g. ``loss.mse_weight`` = 1 - ``loss.ssim_weight``."""
     keys = [k for k, _ in grid]
+    if zipped:
+        lengths = {k: len(v) for k, v in grid}
+        if len(set(lengths.values())) > 1:
+            raise SarJaxError(f"zipped grid: every key needs as many values ({lengths})")
+        return [dict(zip(keys, values)) for values in zip(*(v for _, v in grid))]
     return [dict(zip(keys, values)) for values in itertools.product(*(v for _, v in grid))]
 
 
@@ -59,34 +67,41 @@ def run_name(point: dict[str, Any]) -> str:
     return ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items())
 
 
-def process_share(num_processes: int | None, process_id: int | None) -> tuple[int, int]:
-    """``(index, count)`` of this process: from the flags, else a SLURM array's variables, else (0, 1)."""
-    if num_processes is None and process_id is None and "SLURM_ARRAY_TASK_ID" in os.environ:
-        count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT", "1"))
-        index = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return index, count
-    count = 1 if num_processes is None else num_processes
-    index = 0 if process_id is None else process_id
-    if count < 1 or not 0 <= index < count:
-        raise SarJaxError(f"process {index} of {count} is invalid; expected 0 <= process id < number of processes")
-    return index, count
-
-
 def train_and_score(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Train (resuming an interrupted run) and evaluate the best checkpoint on the test split."""
     resume = (run_dir / "checkpoints").is_dir()
     summary = train_and_evaluate(config, run_dir, resume=resume, overwrite=not resume)
-    report = evaluate(run_dir, out=run_dir / "eval-jax")
+    synthetic = config["data"]["source"] == "synthetic"
+    report = evaluate(run_dir, out=run_dir / "eval-jax", reference="clean" if synthetic else "input")
     avg = report["average"]
+    clean = report["comparisons"][0]["psnr_vs_clean"] if synthetic else None
     return {"best_epoch": summary["best_epoch"], "val_loss": summary["best_val_loss"],
             "psnr": avg["psnr"], "ssim": avg["ssim"], "ms_ssim": avg["ms_ssim"], "enl_ratio": avg["enl_ratio"],
-            "bpp": report.get("bits_per_pixel")}
+            "psnr_vs_clean": clean, "bpp": int8_latent_bpp(run_dir, config)}
+
+
+def int8_latent_bpp(run_dir: Path, config: dict[str, Any]) -> float:
+    """Bits per input pixel of the int8 latent of one test patch, from the bytes of its latent GeoTIFF
+    (:func:`sar_jax.inference.latent.write_latent`, header and tags included)."""
+    import tempfile
+
+    from sar_jax.data.pipeline import build_datasets
+    from sar_jax.inference.latent import write_latent
+    from sar_jax.inference.run import encode_fn, load_run
+
+    run = load_run(run_dir)
+    x = build_datasets(config).patches("test", limit=1)
+    z = np.asarray(encode_fn(run.model)(run.variables, x))[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        size = write_latent(Path(tmp) / "z.tif", z, "int8", tags={"model_config": config["model"]})
+    return 8.0 * size / x[0].size
 
 
 def run_sweep(config_name: str, grid: list[tuple[str, list[Any]]], overrides: Sequence[str], out: Path,
-              data: str | None = None, share: tuple[int, int] = (0, 1)) -> tuple[list[dict[str, Any]], list[str]]:
+              data: str | None = None, share: tuple[int, int] = (0, 1),
+              zipped: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """Train and score this process's share of the grid; returns (rows of every finished run, failures)."""
-    points = grid_points(grid)
+    points = grid_points(grid, zipped)
     configs = [load_config(config_name, list(overrides) + [f"{k}={json.dumps(v)}" for k, v in p.items()], data)[0]
                for p in points]  # every combination validated before the first one trains
     out.mkdir(parents=True, exist_ok=True)
@@ -114,7 +129,7 @@ def run_sweep(config_name: str, grid: list[tuple[str, list[Any]]], overrides: Se
 def markdown_table(grid: list[tuple[str, list[Any]]], rows: list[dict[str, Any]]) -> str:
     """One row per run: the grid values and the scores."""
     keys = [k for k, _ in grid]
-    head = keys + ["best epoch", "val loss", "PSNR", "SSIM", "MS-SSIM", "ENL ratio", "bpp (int8)"]
+    head = keys + ["best epoch", "val loss", "PSNR", "SSIM", "MS-SSIM", "ENL ratio", "PSNR vs clean", "bpp (int8)"]
 
     def fmt(v: Any) -> str:
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -156,6 +171,8 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="baseline", help="config name in configs/ or a JSON path")
     parser.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
                         help="a key and its values (repeatable; every combination is trained)")
+    parser.add_argument("--zip", action="store_true",
+                        help="pair the --grid values (i-th with i-th) instead of training every combination")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key for every run (repeatable)")
     parser.add_argument("--data", default=None, help="SAR file or folder (switches data.source to files)")
@@ -171,8 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid = parse_grid(args.grid)
     share = process_share(args.num_processes, args.process_id)
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.config).stem}"
-    rows, failures = run_sweep(args.config, grid, args.overrides, out, args.data, share)
-    total = len(grid_points(grid))
+    rows, failures = run_sweep(args.config, grid, args.overrides, out, args.data, share, args.zip)
+    total = len(grid_points(grid, args.zip))
     if len(rows) == total:
         write_json_atomic(out / "sweep.json", {"config": args.config, "grid": dict(grid), "overrides": args.overrides,
                                                "rows": rows})

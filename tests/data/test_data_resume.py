@@ -14,8 +14,10 @@ def test_mid_epoch_resume_with_workers_sees_the_uninterrupted_batches(tmp_path):
     config, _ = load_config("baseline", ["data.num_scenes=5", "data.scene_size=64", "data.patch_size=32",
                                          "data.stride=16", "train.batch_size=2", "data.workers=1",
                                          "data.prefetch=2", "data.sampling=random", "data.patches_per_epoch=22"])
-    loader = make_loaders(build_datasets(config), config)["train"]
-    straight = list(loader.epoch(3))
+    datasets = build_datasets(config)
+    loader = make_loaders(datasets, config)["train"]
+    config["data"]["workers"] = 0  # the uninterrupted reference in-process (the same batches: test_data_pipeline)
+    straight = list(make_loaders(datasets, config)["train"].epoch(3))
     assert len(straight) == 11
     interrupted = loader.epoch(3)
     first = [next(interrupted) for _ in range(4)]
