@@ -23,7 +23,7 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,35 +307,43 @@ def pipeline_section(config: dict[str, Any], rows: list[dict], batches: list[int
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    _set_platform_env(args.device)
+def select_contenders(labels: str | None, quick: bool, notes: list[str]) -> list[Any]:
+    """The contenders named in ``labels`` (comma-separated; None = all), less those --quick skips."""
     from benchmarks.contenders import ALL_CONTENDERS
-    from benchmarks.flops import conv_layers, forward_flops, train_flops
-    from benchmarks.report import write_markdown, write_plot
-    from sar_jax.core.config import load_config
 
-    config = load_config(args.config, args.overrides)[0]
-    notes: list[str] = []
     contenders = list(ALL_CONTENDERS)
-    if args.contenders:
-        wanted = set(args.contenders.split(","))
+    if labels:
+        wanted = set(labels.split(","))
         unknown = wanted - {c.label for c in contenders}
         if unknown:
             raise SystemExit(f"unknown contender(s) {sorted(unknown)}; known: {[c.label for c in contenders]}")
         contenders = [c for c in contenders if c.label in wanted]
-    if args.quick:
+    if quick:
         for label, why in QUICK_SKIP.items():
             if any(c.label == label for c in contenders):
                 notes.append(f"{label}: {why}")
         contenders = [c for c in contenders if c.label not in QUICK_SKIP]
+    return contenders
+
+
+def measure(args: argparse.Namespace, config: dict[str, Any], contenders: list[Any], notes: list[str],
+            plan: Callable[[int, int, list[Any]], list[Any]] | None = None) -> dict[str, Any]:
+    """Every (size, batch) of ``args`` measured, and the result that :func:`main` writes.
+
+    ``plan(batch, size, contenders)`` may narrow the contenders of one configuration (an empty
+    list skips it; the caller notes why), e.g. to fit a time budget."""
+    from benchmarks.flops import conv_layers, forward_flops, train_flops
+
     t_start = time.perf_counter()
     load_before = os.getloadavg()
     rows: list[dict] = []
     for s in args.size:
         for b in args.batch:
+            chosen = plan(b, s, contenders) if plan else contenders
+            if not chosen:
+                continue
             print(f"batch {b}, size {s}", flush=True)
-            rows += measure_config(contenders, config, b, s, args.repeats, args.device, notes)
+            rows += measure_config(chosen, config, b, s, args.repeats, args.device, notes)
     ratios = compute_ratios(rows)
     result: dict[str, Any] = {
         "device": device_info(args.device), "versions": versions(),
@@ -346,8 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "repeats": args.repeats, "config": args.config, "overrides": args.overrides,
                      "model": config["model"], "loss": config["loss"],
                      "optimizer": {"lr": config["train"]["lr"], "max_grad_norm": config["train"]["max_grad_norm"]},
-                     "contenders": [c.label for c in contenders],
-                     "command": "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)},
+                     "contenders": [c.label for c in contenders], "command": args.command},
         "flops": {"convention": "2 FLOPs per MAC, convolutions only; train = 3 x forward",
                   "per_image": {str(s): {"forward": forward_flops(config["model"], s),
                                          "train": train_flops(config["model"], s)} for s in args.size},
@@ -371,11 +378,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["layer_profile"] = {"batch_size": b, "image_size": s,
                                    "rows": profile_layers(config, b, s, repeats=3, device=args.device)}
     result["wall_seconds"] = time.perf_counter() - t_start
-    out = Path(args.out)
+    return result
+
+
+def write_result(result: dict[str, Any], out: Path) -> None:
+    """``out`` (JSON) and, next to it, the markdown table (.md) and the plot (.png)."""
+    from benchmarks.report import write_markdown, write_plot
+
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     write_markdown(result, out.with_suffix(".md"))
     write_plot(result, out.with_suffix(".png"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.command = "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
+    _set_platform_env(args.device)
+    from sar_jax.core.config import load_config
+
+    config = load_config(args.config, args.overrides)[0]
+    notes: list[str] = []
+    contenders = select_contenders(args.contenders, args.quick, notes)
+    result = measure(args, config, contenders, notes)
+    out = Path(args.out)
+    write_result(result, out)
     print(out.with_suffix(".md").read_text())
     print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')} in {result['wall_seconds']:.0f} s")
     return 0

@@ -1,12 +1,33 @@
 """Inputs shared by the parity checks: configs, reference models with randomised BatchNorm,
-layout conversions, synthetic and real SAR image pairs."""
+layout conversions, synthetic and real SAR image pairs, and the device the reference runs on
+(:func:`torch_device`; CPU unless a caller such as ``benchmarks/gpu`` selects ``cuda``)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+_TORCH_DEVICE = ["cpu"]
+
+
+@contextlib.contextmanager
+def torch_device(device: str) -> Iterator[None]:
+    """Run the reference side of the checks (models, inputs, losses) on ``device`` ("cpu", "cuda")."""
+    previous = _TORCH_DEVICE[0]
+    _TORCH_DEVICE[0] = device
+    try:
+        yield
+    finally:
+        _TORCH_DEVICE[0] = previous
+
+
+def current_torch_device() -> str:
+    """The device :func:`torch_device` selected ("cpu" outside it)."""
+    return _TORCH_DEVICE[0]
 
 
 def model_config(base: int = 64, latent: int = 16, in_channels: int = 1) -> dict[str, Any]:
@@ -50,14 +71,14 @@ def torch_model(model_cfg: dict[str, Any], seed: int = 0, randomize_bn: bool = T
                     m.running_var.copy_(0.5 + 1.5 * torch.rand(m.running_var.shape, generator=gen))
             for final in (model.encoder.final, model.decoder.final):
                 final.bias.copy_(0.05 * torch.randn(final.bias.shape, generator=gen))
-    return model
+    return model.to(_TORCH_DEVICE[0])
 
 
 def nchw(x: np.ndarray) -> Any:
-    """NHWC numpy -> NCHW float32 torch tensor."""
+    """NHWC numpy -> NCHW float32 torch tensor (on :func:`torch_device`)."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)), dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)), dtype=np.float32)).to(_TORCH_DEVICE[0])
 
 
 def nhwc(t: Any) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sar_jax.parity.fixtures import model_config, nchw, tiny_config, tiny_patches, torch_model
+from sar_jax.parity.fixtures import current_torch_device, model_config, nchw, tiny_config, tiny_patches, torch_model
 from sar_jax.parity.rows import TOL, Row, rel_err, row
 
 
@@ -32,12 +32,12 @@ def check_gradients(base: int = 8, latent: int = 4, size: int = 32, batch: int =
     (loss_j, _), grads = grad_fn(variables["params"], variables["batch_stats"], x, jmodel,
                                  _HashableDict(_loss_weights(config)))
     x_hat, _ = tmodel(nchw(x))
-    loss_t, _ = CombinedLoss.from_config(config)(x_hat, nchw(x))
+    loss_t, _ = CombinedLoss.from_config(config).to(current_torch_device())(x_hat, nchw(x))
     loss_t.backward()
     jg = flax_to_torch({"params": grads, "batch_stats": variables["batch_stats"]})
     name = f"3 gradients (base {base}, {batch}x{size}x{size}, train)"
     rows = [row(name, "loss |diff|", abs(float(loss_j) - float(loss_t.detach())), TOL["loss"])]
-    rels = {n: rel_err(jg[n].numpy(), p.grad.numpy()) for n, p in tmodel.named_parameters()}
+    rels = {n: rel_err(jg[n].numpy(), p.grad.cpu().numpy()) for n, p in tmodel.named_parameters()}
     rows.append(row(name, f"max over {len(rels)} parameters of ||g_jax - g_torch|| / ||g_torch||",
                     max(rels.values()), TOL["grad_rel"]))
     rows += [row(name, f"{n}: relative error", v, TOL["grad_rel"]) for n, v in rels.items()]

@@ -13,7 +13,7 @@ import numpy as np
 
 from sar_jax.core.files import atomic_path
 from sar_jax.metrics.ssim import gaussian_window
-from sar_jax.parity.fixtures import nchw, tiny_config, torch_model
+from sar_jax.parity.fixtures import current_torch_device, nchw, tiny_config, torch_model
 from sar_jax.parity.rows import TOL, Row, rel_err, row
 
 
@@ -44,6 +44,7 @@ def torch_train(tmodel: Any, config: dict[str, Any], batches: Sequence[np.ndarra
     if window is not None:
         win = torch.from_numpy(np.array(window, np.float32)).reshape(1, 1, 1, -1)
         loss_fn.ssim.win = win.repeat(config["model"]["in_channels"], 1, 1, 1)
+    loss_fn = loss_fn.to(current_torch_device())  # as the reference's trainer moves it to its device
     optimizer = make_optimizer(tmodel, config["train"])
     tmodel.train()
     return [float(train_step(tmodel, loss_fn, optimizer, nchw(batch), config["train"]["max_grad_norm"])["loss"])
@@ -51,8 +52,8 @@ def torch_train(tmodel: Any, config: dict[str, Any], batches: Sequence[np.ndarra
 
 
 def _param_rel(a: dict[str, Any], b: dict[str, Any], names: Sequence[str]) -> float:
-    diff = math.sqrt(sum(float(((a[n].double() - b[n].double()) ** 2).sum()) for n in names))
-    return diff / math.sqrt(sum(float((b[n].double() ** 2).sum()) for n in names))
+    diff = math.sqrt(sum(float(((a[n].cpu().double() - b[n].cpu().double()) ** 2).sum()) for n in names))
+    return diff / math.sqrt(sum(float((b[n].cpu().double() ** 2).sum()) for n in names))
 
 
 def lockstep(steps: int = 50, seed: int = 0, lr: float = 1e-4, batch_size: int = 4,
@@ -89,7 +90,7 @@ def lockstep(steps: int = 50, seed: int = 0, lr: float = 1e-4, batch_size: int =
     pnames = [n for n, _ in tmodel.named_parameters()]
     stats = [n for n in tsd if n.endswith(("running_mean", "running_var"))]
     out = {"jax_loss": j_losses, "torch_loss": t_losses, "param_rel": _param_rel(final, tsd, pnames),
-           "per_param_rel": {n: rel_err(final[n].numpy(), tsd[n].numpy()) for n in pnames},
+           "per_param_rel": {n: rel_err(final[n].numpy(), tsd[n].cpu().numpy()) for n in pnames},
            "bn_stats_rel": _param_rel(final, tsd, stats),
            "num_batches_tracked_equal": all(int(final[n]) == int(tsd[n]) for n in tsd
                                             if n.endswith("num_batches_tracked")),

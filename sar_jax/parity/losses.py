@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sar_jax.parity.fixtures import nchw, sar_ssim_cases, synthetic_ssim_cases
+from sar_jax.parity.fixtures import current_torch_device, nchw, sar_ssim_cases, synthetic_ssim_cases
 from sar_jax.parity.rows import TOL, Row, max_abs, row
 
 
@@ -74,6 +74,7 @@ def check_losses(sar_dir: str | Path | None = None, seed: int = 0) -> list[Row]:
         cases += [c for c in sar_ssim_cases(sar_dir, seed) if "noise" in c[0]]
     loss_cfg = default_config()["loss"]
     t_loss = CombinedLoss(loss_cfg["mse_weight"], loss_cfg["ssim_weight"], loss_cfg["ssim_window"], 1)
+    t_loss = t_loss.to(current_torch_device())
     worst: dict[str, float] = {}
     for _, a, b in cases:
         _, jm = combined_loss(a, b)
@@ -83,7 +84,7 @@ def check_losses(sar_dir: str | Path | None = None, seed: int = 0) -> list[Row]:
         jp = per_image_metrics(a, b)
         diffs = {f"combined {k}": abs(float(jm[k]) - float(tm[k])) for k in ("loss", "mse", "ssim", "psnr")}
         diffs["psnr() of the batch"] = abs(float(psnr(a, b)) - float(t_psnr(nchw(a), nchw(b))))
-        diffs.update({f"per-image {k}": max_abs(jp[k], tp[k].numpy()) for k in ("loss", "mse", "ssim", "psnr")})
+        diffs.update({f"per-image {k}": max_abs(jp[k], tp[k].cpu().numpy()) for k in ("loss", "mse", "ssim", "psnr")})
         for k, v in diffs.items():
             worst[k] = max(worst.get(k, 0.0), v)
     rows = [row("2 losses", f"{k} max|diff| over {len(cases)} pairs", v, TOL["loss"]) for k, v in worst.items()]

@@ -42,14 +42,14 @@ def check_optimizer(steps: int = 3, lr: float = 1e-3, seed: int = 0) -> list[Row
         worst = 0.0
         for g in grad_seq:
             for n, p in tmodel.named_parameters():
-                p.grad = g[n].clone()
+                p.grad = g[n].to(p.device, copy=True)  # clip_grad_norm_ scales it in place
             torch.nn.utils.clip_grad_norm_(params, max_norm)
             opt.step()
             jgrads = torch_to_flax({**sd, **g})["params"]
             upd, opt_state = update(jgrads, opt_state, jparams)
             jparams = optax.apply_updates(jparams, upd)
             back = flax_to_torch({"params": jparams, "batch_stats": torch_to_flax(sd)["batch_stats"]})
-            worst = max(worst, max(max_abs(back[n].numpy(), p.detach().numpy())
+            worst = max(worst, max(max_abs(back[n].numpy(), p.detach().cpu().numpy())
                                    for n, p in tmodel.named_parameters()))
         clipped = sum(nm > max_norm for nm in norms)
         rows.append(row(f"4 optimizer (clip + Adam, {steps} steps)",

@@ -296,6 +296,7 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                           "epoch_seconds": progress.seconds + time.perf_counter() - t_val,
                           "train_images_per_second": progress.batches * train_cfg["batch_size"] / progress.seconds,
                           "data_wait_seconds": progress.data_wait_seconds,
+                          "train_data_wait_fraction": progress.data_wait_seconds / progress.seconds,
                           "best": improved}
                 progress = EpochProgress()
                 if main_process:

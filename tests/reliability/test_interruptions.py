@@ -24,7 +24,7 @@ from sar_jax.training.state import create_train_state
 
 pytestmark = pytest.mark.slow  # training runs in subprocesses, signals, resumes
 
-TIMING_KEYS = {"epoch_seconds", "train_images_per_second", "data_wait_seconds"}
+TIMING_KEYS = {"epoch_seconds", "train_images_per_second", "data_wait_seconds", "train_data_wait_fraction"}
 
 
 def _state(run: Path, which: str = "latest"):
