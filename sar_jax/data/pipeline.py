@@ -72,7 +72,11 @@ def build_datasets(config: dict[str, Any]) -> Datasets:
         raise SarJaxError(f"train.batch_size = {batch} is larger than the training split "
                           f"({per_epoch} patches)")
     images, valid = fit_sample(scenes, regions["train"], data_cfg["fit_pixels"], seed)
-    params = fit_preprocessing(images, scenes[0].units, data_cfg["percentiles"], data_cfg["floor"], valid)
+    try:
+        params = fit_preprocessing(images, scenes[0].units, data_cfg["percentiles"], data_cfg["floor"], valid)
+    except SarJaxError as exc:  # name the data: a constant file, or a split left with nothing to fit
+        where = data_cfg["path"] if data_cfg["source"] == "files" else "synthetic data"
+        raise SarJaxError(f"{where}: {exc}") from None
     return Datasets(scenes, regions, windows, validity, params, patch)
 
 

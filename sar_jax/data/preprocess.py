@@ -110,7 +110,7 @@ def fit_preprocessing(train_images: Sequence[np.ndarray], mode: str, percentiles
     sample = np.concatenate([to_log(np.asarray(img)[m][::step], mode, floor) for img, m in zip(train_images, masks)])
     vmin, vmax = (float(v) for v in np.percentile(sample, list(percentiles)))
     if not vmax > vmin:
-        raise SarJaxError(f"training images are constant in the {percentiles} percentile range "
+        raise SarJaxError(f"constant image: the training pixels are constant in the {percentiles} percentile range "
                           f"(vmin = vmax = {vmin:g}); nothing to learn from")
     params = {"mode": mode, "vmin": vmin, "vmax": vmax, "floor": float(floor),
               "percentiles": [float(p) for p in percentiles], "log_bias_db": 0.0}
