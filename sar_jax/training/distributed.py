@@ -50,8 +50,32 @@ def check_batch(batch_size: int, mesh: Mesh) -> None:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place a pytree (the train state) on every device of the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """Place a pytree (the train state) on every device of the mesh.
+
+    Across processes each leaf is assembled from per-device copies of this process's value
+    (``jax.make_array_from_single_device_arrays``, no collective) instead of ``jax.device_put``:
+    in JAX 0.10.2 ``device_put`` of a single-device ``jax.Array`` onto a replicated sharding
+    that spans processes with ONE device each returns a broken array. ``_array_shard_arg``
+    (jax/_src/array.py) takes the one-device source and the target for "the same sharding"
+    (same replicated HLO sharding, one addressable device each), copies the buffer straight
+    to the GLOBAL sharding, and the result handler then wraps that global array as if it were
+    a single-device shard; its ``addressable_shards`` raises "the input arrays must have one
+    shard each. An argument array had 2 shard(s)", first in Orbax's save. With two or more
+    devices per process the shard counts differ and JAX takes its correct path.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(leaf: Any) -> jax.Array:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return leaf if leaf.sharding == sharding else jax.device_put(leaf, sharding)
+        value = np.asarray(leaf)
+        devices = sharding.addressable_devices_indices_map(value.shape)
+        return jax.make_array_from_single_device_arrays(
+            value.shape, sharding, [jax.device_put(value, d) for d in devices])
+
+    return jax.tree.map(put, tree)
 
 
 def shard_batch(local_batch: np.ndarray, mesh: Mesh) -> jax.Array:
