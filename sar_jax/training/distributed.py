@@ -8,6 +8,9 @@ jit-compiled over global arrays, BatchNorm means and the loss are computed over 
 
 from __future__ import annotations
 
+import contextlib
+import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -16,15 +19,50 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sar_jax.core.errors import SarJaxError
+from sar_jax.training import process_link, runtime_log_filter
+
+HEARTBEAT_TIMEOUT_S = 60  # JAX's own dead-peer detection (fatal); the process link acts within ~20 s
+_link: process_link.ProcessLink | None = None
 
 
-def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
-    """Join a multi-process run (``jax.distributed.initialize``); CPU runs use gloo collectives."""
+def initialize(coordinator: str, num_processes: int, process_id: int, timeout: float = 60.0) -> None:
+    """Join a multi-process run: meet the other processes over a :mod:`process_link` (fails
+    with :class:`SarJaxError` after ``timeout`` seconds if they disagree or do not all come),
+    then ``jax.distributed.initialize`` with explicit timeouts; CPU runs use gloo collectives."""
+    global _link
     if not 0 <= process_id < num_processes:
-        raise SarJaxError(f"--process-id {process_id}: expected 0 <= id < --num-processes ({num_processes})")
+        raise SarJaxError(f"process_id {process_id}: expected 0 <= process_id < num_processes ({num_processes})")
+    _link = process_link.connect(coordinator, num_processes, process_id, timeout)
+    runtime_log_filter.install(f"process {process_id} of {num_processes}")
     if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=max(int(timeout), 1),
+                               heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
+                               shutdown_timeout_seconds=max(int(timeout), 1))
+    _link.watch(process_link.exit_now)
+
+
+@contextlib.contextmanager
+def errors_stop_every_process() -> Iterator[None]:
+    """In a multi-process run, an error in this process prints one ``error:`` line and ends it at
+    once (the others see its link close and stop too, instead of waiting in a collective or in
+    JAX's shutdown barrier); a normal end says goodbye to the others. No-op for one process."""
+    if _link is None:
+        yield
+        return
+    where = f"process {_link.process_id} of {_link.num_processes}"
+    try:
+        yield
+    except SarJaxError as exc:
+        process_link.exit_now(f"{where}: {exc}")
+    except jax.errors.JaxRuntimeError as exc:
+        process_link.exit_now(f"{where}: an operation across the processes failed, another process probably "
+                              f"stopped ({str(exc).splitlines()[0][:200]})")
+    except BaseException:  # a bug: show where, then stop without waiting for the others
+        traceback.print_exc()
+        process_link.exit_now(f"{where}: stopped by the exception above", code=1)
+    _link.close(goodbye=True)
 
 
 def make_mesh(devices: str | int) -> Mesh:
