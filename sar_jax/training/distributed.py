@@ -8,6 +8,7 @@ jit-compiled over global arrays, BatchNorm means and the loss are computed over 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import traceback
 from collections.abc import Iterator
@@ -41,13 +42,14 @@ def initialize(coordinator: str, num_processes: int, process_id: int, timeout: f
                                heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
                                shutdown_timeout_seconds=max(int(timeout), 1))
     _link.watch(process_link.exit_now)
+    atexit.register(_link.close, goodbye=True)  # runs before JAX's own shutdown (registered earlier)
 
 
 @contextlib.contextmanager
 def errors_stop_every_process() -> Iterator[None]:
     """In a multi-process run, an error in this process prints one ``error:`` line and ends it at
     once (the others see its link close and stop too, instead of waiting in a collective or in
-    JAX's shutdown barrier); a normal end says goodbye to the others. No-op for one process."""
+    JAX's shutdown barrier); a normal exit says goodbye to the others. No-op for one process."""
     if _link is None:
         yield
         return
@@ -59,10 +61,11 @@ def errors_stop_every_process() -> Iterator[None]:
     except jax.errors.JaxRuntimeError as exc:
         process_link.exit_now(f"{where}: an operation across the processes failed, another process probably "
                               f"stopped ({str(exc).splitlines()[0][:200]})")
-    except BaseException:  # a bug: show where, then stop without waiting for the others
+    except KeyboardInterrupt:
+        process_link.exit_now(f"{where}: interrupted", code=130)
+    except Exception:  # a bug: show where, then stop without waiting for the others
         traceback.print_exc()
         process_link.exit_now(f"{where}: stopped by the exception above", code=1)
-    _link.close(goodbye=True)
 
 
 def make_mesh(devices: str | int) -> Mesh:

@@ -17,9 +17,19 @@ def main() -> None:
     parser.add_argument("--coordinator", default=None)
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.fake_devices}"
 
+    from sar_jax.training import distributed
+
+    if args.coordinator:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.timeout)
+    with distributed.errors_stop_every_process():
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     import jax
     import numpy as np
 
@@ -28,10 +38,7 @@ def main() -> None:
     from sar_jax.training import distributed
     from sar_jax.training.state import compile_steps, create_train_state
 
-    if args.coordinator:
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    config = load_config("quickstart", ["model.base_channels=4", "model.latent_channels=4",
-                                        "train.batch_size=8", "train.lr=0.003"])[0]
+    config = load_config("tiny", ["train.batch_size=8"])[0]
     rng = np.random.default_rng(0)
     data = np.repeat(rng.uniform(0, 1, (1, 8, 32, 32, 1)).astype(np.float32), args.steps, axis=0)
     model = SARAutoencoder.from_config(config["model"])
