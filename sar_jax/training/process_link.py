@@ -112,8 +112,10 @@ def _check(hello: dict, num_processes: int, seen: list[int]) -> str | None:
     peer, count = hello.get("process_id"), hello.get("num_processes")
     if count != num_processes:
         return f"process {peer} was started with num_processes={count}, process 0 with {num_processes}"
-    if not isinstance(peer, int) or not 0 < peer < num_processes or peer in seen:
-        return f"two processes were started as process {peer} (or it is out of range)"
+    if not isinstance(peer, int) or not 0 < peer < num_processes:
+        return f"a process was started with process_id {peer}; expected 1..{num_processes - 1} besides process 0"
+    if peer in seen:
+        return f"two processes were started with process_id {peer}"
     return None
 
 
