@@ -49,8 +49,6 @@ class RuntimeLogFilter:
         if record.startswith(b"error: "):
             self.error_shown = True
             return record
-        if record.startswith(b"[Gloo] "):  # gloo's note on every start ("Rank 0 is connected to ...")
-            return b""
         log = GLOG.match(record)
         if log:
             if log.group(1) != b"I":  # lines after it may be the message's continuation: hide them
