@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def initial_state(model, config, path: str | None):
-    """The train state before step 1, made (and saved to ``path``) or read from ``path``."""
+    """The train state before step 1 as numpy leaves (never donated), made (and saved to ``path``)
+    or read from ``path``."""
     import functools
     from pathlib import Path
 
@@ -78,7 +79,7 @@ def initial_state(model, config, path: str | None):
         stored = np.load(path)
         return jax.tree.unflatten(jax.tree.structure(jax.eval_shape(make)),
                                   [stored[f"leaf{i}"] for i in range(len(stored.files))])
-    state = make()
+    state = jax.tree.map(np.asarray, make())
     if path:
         np.savez(path, **{f"leaf{i}": np.asarray(v) for i, v in enumerate(jax.tree.leaves(state))})
     return state

@@ -60,8 +60,8 @@ def test_start_failures_end_every_process_with_one_error_line(tmp_path):
 
 def test_a_lost_process_ends_every_other_one_within_seconds():
     procs = start_processes([], 3, 1, script=[str(WAITER)])
-    for p in procs:
-        assert p.stdout.readline() == "ready\n"
+    for p in procs:  # gloo notes its connections on stdout first
+        assert "ready\n" in iter(p.stdout.readline, "")
     os.kill(procs[1].pid, signal.SIGKILL)  # process 0 loses a peer; process 2 then loses process 0
     killed_at = time.monotonic()
     survivors = finish([procs[0], procs[2]], timeout=120)
