@@ -58,13 +58,17 @@ def errors_stop_every_process() -> Iterator[None]:
         yield
     except SarJaxError as exc:
         process_link.exit_now(f"{where}: {exc}")
-    except jax.errors.JaxRuntimeError as exc:
-        process_link.exit_now(f"{where}: an operation across the processes failed, another process probably "
-                              f"stopped ({str(exc).splitlines()[0][:200]})")
     except KeyboardInterrupt:
         process_link.exit_now(f"{where}: interrupted", code=130)
-    except Exception:  # a bug: show where, then stop without waiting for the others
-        traceback.print_exc()
+    except Exception as exc:
+        # A collective fails (JaxRuntimeError, or ValueError from gloo) the moment a peer dies, and
+        # the link sees that peer go at the same moment: its report, the cause, is the one shown.
+        if _link.lost.wait(2.0):
+            process_link.exit_now("a peer stopped")  # never printed: the link's report came first
+        if isinstance(exc, jax.errors.JaxRuntimeError):
+            process_link.exit_now(f"{where}: an operation across the processes failed "
+                                  f"({str(exc).splitlines()[0][:200]})")
+        traceback.print_exc()  # a bug: show where, then stop without waiting for the others
         process_link.exit_now(f"{where}: stopped by the exception above", code=1)
 
 

@@ -70,6 +70,7 @@ class ProcessLink:
 
     def __init__(self, process_id: int, num_processes: int, peers: dict[int, socket.socket]) -> None:
         self.process_id, self.num_processes, self.peers = process_id, num_processes, peers
+        self.lost = threading.Event()  # set when a peer stopped unannounced
         self._closing = False
 
     def watch(self, on_lost: Callable[[str], None]) -> None:
@@ -92,6 +93,7 @@ class ProcessLink:
         if self._closing or data.endswith(GOODBYE):
             return
         who = "process 0 (the coordinator)" if peer == 0 else f"process {peer}"
+        self.lost.set()
         on_lost(f"{who} stopped or became unreachable; stopping process {self.process_id} of "
                 f"{self.num_processes} too")
 
