@@ -346,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Train from parsed flags (after a multi-process run has been joined)."""
     if args.resume is not None:
         if args.data is not None:
             raise SarJaxError("--data cannot be combined with --resume (the run's data config is used)")

@@ -127,7 +127,8 @@ def _serve(port: int, num_processes: int, timeout: float) -> dict[int, socket.so
     joined: list[tuple[int, socket.socket]] = []
     problem = None
     try:
-        server = socket.create_server(("", port))
+        server = (socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+                  if socket.has_dualstack_ipv6() else socket.create_server(("", port)))
     except OSError as exc:
         raise SarJaxError(f"coordinator port {port}: cannot listen ({exc.strerror or exc})") from None
     with server:
