@@ -1,20 +1,23 @@
-# sar-jax: make install | make test | make train | make parity | make bench
+# sar-jax: make install | make lint | make test | make train | make parity | make bench
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install test train parity bench clean
+.PHONY: install lint test train parity bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,torch]'
 	touch $@
 
 install: $(VENV)/.installed
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests

@@ -19,7 +19,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
              f"jax {result['versions']['jax']}, torch {result['versions']['torch']}."]
     cond = result.get("conditions")
     if cond:
-        lines.append(f"Load average (1/5/15 min) before {', '.join(f'{v:.2f}' for v in cond['load_average_1_5_15min_before'])}, "
+        before = ", ".join(f"{v:.2f}" for v in cond["load_average_1_5_15min_before"])
+        lines.append(f"Load average (1/5/15 min) before {before}, "
                      f"after {', '.join(f'{v:.2f}' for v in cond['load_average_1_5_15min_after'])} "
                      f"({cond['note']}).")
     lines.append("")
@@ -38,7 +39,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
                      f"| {_f(r.get('minor_page_faults'), '{:.0f}')} | {_f(r.get('system_cpu_seconds'), '{:.2f}')} |")
     lines += ["", "compile s: JAX `lower().compile()` time; torch.compile: its first call (compile + one step); "
               "eager: n/a. step +MB, page faults/step, sys s/step: host RSS growth, minor page faults and "
-              "kernel CPU time of one untimed step (fresh memory the allocator maps and the kernel zeroes each step). " + result["memory_note"] + ".", "", "## Ratios (JAX images/s / PyTorch images/s; > 1 = JAX faster)", "",
+              "kernel CPU time of one untimed step (fresh memory the allocator maps and the kernel zeroes each "
+              "step). " + result["memory_note"] + ".", "",
+              "## Ratios (JAX images/s / PyTorch images/s; > 1 = JAX faster)", "",
               "| batch, size | mode | pair | ratio of medians | median of paired ratios |", "|---|---|---|---|---|"]
     for key, modes in result["ratios"].items():
         for mode, pairs in modes.items():
@@ -55,7 +58,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             lines.append(f"| {key} | {name} | {t['value']} | {goal} | {met} |")
     pipe = result.get("pipeline", {})
     if "configs" in pipe:
-        lines += ["", "## Data pipeline (sar_jax.data, BatchIterator, nothing consuming)", "",
+        lines += ["", "## Data pipeline (sar_jax.data, the Grain train loader, nothing consuming)", "",
                   "| batch, size | source | images/s | prepare s | train patches |", "|---|---|---|---|---|"]
         for key, entry in pipe["configs"].items():
             for src, v in entry["sources"].items():
@@ -82,7 +85,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         for r in prof["rows"]:
             for k in tot:
                 tot[k] += r.get(k, 0.0)
-            lines.append(f"| {r['layer']} | {_f(r['gflop_fwd'], '{:.3g}')} | {pair(r, 'fwd')} | {pair(r, 'input_grad')} "
+            lines.append(f"| {r['layer']} | {_f(r['gflop_fwd'], '{:.3g}')} | {pair(r, 'fwd')} "
+                         f"| {pair(r, 'input_grad')} "
                          f"| {pair(r, 'kernel_grad')} | {pair(r, 'fwd_bwd')} "
                          f"| {r['jax_fwd_bwd_ms'] / max(r['torch_fwd_bwd_ms'], 1e-9):.2f} |")
         lines.append(f"| **sum** | | {pair(tot, 'fwd')} | {pair(tot, 'input_grad')} | {pair(tot, 'kernel_grad')} "

@@ -9,7 +9,7 @@ timed in alternation: each repeat runs every contender's train step, then every 
 inference, starting from a rotating contender, so slow drifts of the machine's load hit all
 of them alike. Reported: images/s of the median repeat, achieved TFLOP/s from the analytic
 FLOPs (:mod:`benchmarks.flops`), MFU on known GPUs, peak memory, the data pipeline's
-throughput (:mod:`benchmarks.pipeline`), the per-layer profile (:mod:`benchmarks.layer_profile`)
+throughput (:mod:`benchmarks.data_pipeline`), the per-layer profile (:mod:`benchmarks.layer_profile`)
 and the JAX/PyTorch ratios. Writes FILE.json, FILE.md and FILE.png.
 """
 
@@ -284,7 +284,7 @@ def compute_targets(rows: list[dict], ratios: dict[str, Any]) -> dict[str, Any]:
 
 def pipeline_section(config: dict[str, Any], rows: list[dict], batches: list[int], sizes: list[int],
                      quick: bool) -> dict[str, Any]:
-    from benchmarks.pipeline import pipeline_throughput
+    from benchmarks.data_pipeline import pipeline_throughput
 
     out: dict[str, Any] = {"margin_required": PIPELINE_MARGIN, "configs": {}}
     for b in batches:

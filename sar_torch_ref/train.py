@@ -15,19 +15,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sar_jax.core.cli import add_train_args, run_main
+from sar_jax.core.cli import add_train_args, flag_names, run_main
 from sar_jax.core.config import load_config, resolve_config_path
 from sar_jax.core.errors import SarJaxError
-from sar_jax.core.rundir import default_run_dir
+from sar_jax.core.rundir import default_run_dir, latest_run_dir
 
 #: ``args.resume`` for a bare ``--resume`` (no value).
 LATEST = True
 RUNS_ROOT = Path("runs")
+LAST_CHECKPOINT = "checkpoints/last.pt"
 
 
 def setup_args() -> argparse.ArgumentParser:
@@ -41,25 +41,17 @@ def setup_args() -> argparse.ArgumentParser:
     return parser
 
 
-def latest_run_dir(config_name: str, root: Path = RUNS_ROOT) -> Path:
-    """The newest ``<root>/<config_name>-YYYYmmdd-HHMMSS`` holding ``checkpoints/last.pt``."""
-    pattern = re.compile(re.escape(config_name) + r"-\d{8}-\d{6}")
-    runs = sorted(p for p in root.glob(f"{config_name}-*")
-                  if pattern.fullmatch(p.name) and (p / "checkpoints" / "last.pt").is_file())
-    if not runs:
-        raise SarJaxError(f"--resume: no run of config '{config_name}' with checkpoints/last.pt "
-                          f"under {root}/; give a run directory or checkpoint")
-    return runs[-1]
-
-
 def resolve_resume(value: str | bool, config: str, out: str | None) -> tuple[Path, Path]:
     """``--resume`` value -> (checkpoint file, run directory to write)."""
     if value is LATEST:
-        target = Path(out) if out else latest_run_dir(resolve_config_path(config).stem)
+        try:
+            target = Path(out) if out else latest_run_dir(resolve_config_path(config).stem, RUNS_ROOT, LAST_CHECKPOINT)
+        except SarJaxError as exc:
+            raise SarJaxError(f"--resume: {exc}; give a run directory or checkpoint") from None
     else:
         target = Path(value)
     if target.is_dir():
-        ckpt, own_run = target / "checkpoints" / "last.pt", target
+        ckpt, own_run = target / LAST_CHECKPOINT, target
         if not ckpt.is_file():
             raise SarJaxError(f"--resume {target}: no checkpoints/last.pt in this directory")
     elif target.is_file():
@@ -76,6 +68,7 @@ def resolve_resume(value: str | bool, config: str, out: str | None) -> tuple[Pat
     return ckpt, own_run
 
 
+@flag_names(run_dir="--out", overrides="--set", resume="--resume", overwrite="--overwrite")
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, train, return 0. Raises SarJaxError on bad input."""
     from sar_jax.core.config import resume_config

@@ -1,4 +1,4 @@
-"""Shared fixtures."""
+"""Shared fixtures: the tiny config (``configs/tiny.json``) and the real SAR samples."""
 
 from __future__ import annotations
 
@@ -6,11 +6,30 @@ from pathlib import Path
 
 import pytest
 
+from sar_jax.core.paths import SHARED_SAR_DIR
+
+#: Flags of a tiny training run (``configs/tiny.json``: base 4, latent 4, 32x32 patches, batch 4,
+#: 2 epochs): seconds on 2 CPU cores.
+TINY_ARGS = ("--config", "tiny")
+
+
+@pytest.fixture
+def tiny_args() -> list[str]:
+    """``--config tiny`` for the training CLIs (append ``--set`` flags to vary it)."""
+    return list(TINY_ARGS)
+
+
+@pytest.fixture
+def tiny_config() -> dict:
+    """``configs/tiny.json`` as a validated config dict."""
+    from sar_jax.core.config import load_config
+
+    return load_config("tiny")[0]
+
 
 @pytest.fixture
 def shared_sar_dir() -> Path:
     """``../shared/data/sar`` beside the checkout (two real 8-bit SAR PNGs); skipped when absent."""
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sar"
-    if not path.is_dir():
-        pytest.skip(f"real SAR samples not found at {path}")
-    return path
+    if not SHARED_SAR_DIR.is_dir():
+        pytest.skip(f"real SAR samples not found at {SHARED_SAR_DIR}")
+    return SHARED_SAR_DIR

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from sar_jax.core.errors import SarJaxError
 
@@ -19,6 +22,26 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key, value parsed as JSON (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+
+
+@contextmanager
+def flag_names(**flags: str) -> Iterator[None]:
+    """Re-raise a SarJaxError raised inside (a ``with`` block or a decorated ``main``) with the
+    command-line flags in place of the library parameter names it uses: library messages start
+    with the parameter they are about (``run_dir PATH: ...``) and write a flag-like parameter
+    as ``name=True``; ``flag_names(run_dir="--out", overwrite="--overwrite")`` turns those into
+    ``--out PATH: ...`` and ``--overwrite``."""
+    try:
+        yield
+    except SarJaxError as exc:
+        message = str(exc)
+        for param, flag in flags.items():
+            if re.match(rf"{re.escape(param)}\b(?!=)", message):
+                message = flag + message[len(param):]
+            message = re.sub(rf"\b{re.escape(param)}=True\b", flag, message)
+        if message == str(exc):
+            raise
+        raise SarJaxError(message) from None
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
@@ -43,3 +66,17 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except SarJaxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def process_share(num_processes: int | None, process_id: int | None) -> tuple[int, int]:
+    """``(index, count)`` of this process in work split with no coordination: ``--process-id`` /
+    ``--num-processes`` where given, else a SLURM job array's variables, else ``(0, 1)``."""
+    env = os.environ
+    if num_processes is None and "SLURM_ARRAY_TASK_COUNT" in env:
+        num_processes = int(env["SLURM_ARRAY_TASK_COUNT"])
+    if process_id is None and "SLURM_ARRAY_TASK_ID" in env:
+        process_id = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+    n, i = num_processes or 1, process_id or 0
+    if n < 1 or not 0 <= i < n:
+        raise SarJaxError(f"--process-id {i} of --num-processes {n}: expected 0 <= process id < number of processes")
+    return i, n

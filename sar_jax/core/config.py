@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sar_jax.core.errors import SarJaxError
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+from sar_jax.core.paths import CONFIG_DIR
 
 Check = Callable[[Any], "str | None"]  # returns a description of what was expected, or None
 
@@ -139,8 +138,15 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "percentiles": ([1.0, 99.0], _percentiles),
         "floor": (1e-6, _float(0.0, lo_open=True)),
         "band": (None, _nullable(_int(0))),
+        "units": ("auto", _choice("auto", "intensity", "amplitude", "db", "log8")),
         "strict": (False, _bool),
         "prefetch": (2, _int(0)),
+        "workers": (0, _int(0)),
+        "sampling": ("grid", _choice("grid", "random")),
+        "patches_per_epoch": (None, _nullable(_int(1))),
+        "eval_patches": (None, _nullable(_int(1))),
+        "min_valid_fraction": (1.0, _float(0.0, lo_open=True, hi=1.0)),
+        "fit_pixels": (16_000_000, _int(1)),
     },
     "logging": {
         "image_every": (1, _int(1)),
@@ -179,7 +185,7 @@ def _merge(base: dict, update: Any, origin: str) -> None:
 
 def parse_override(item: str) -> tuple[str, str, Any]:
     if "=" not in item or "." not in item.split("=", 1)[0]:
-        raise SarJaxError(f"--set {item!r}: expected section.key=value, e.g. train.lr=3e-4")
+        raise SarJaxError(f"overrides {item!r}: expected section.key=value, e.g. train.lr=3e-4")
     lhs, raw = item.split("=", 1)
     section, key = lhs.strip().split(".", 1)
     try:
@@ -204,7 +210,7 @@ def validate(config: dict[str, dict[str, Any]], origin: str = "config") -> None:
     data = config["data"]
     if data["source"] == "files" and not data["path"]:
         raise SarJaxError(f"{origin}: data.source is \"files\" but data.path is null; "
-                          "give a file or folder with --data PATH")
+                          "give data.path a file or folder")
     if data["val_fraction"] + data["test_fraction"] >= 0.8:
         raise SarJaxError(f"{origin}: data.val_fraction + data.test_fraction must be < 0.8")
     if data["stride"] is not None and data["stride"] > data["patch_size"]:
@@ -236,7 +242,7 @@ def resolve_config_path(name_or_path: str) -> Path:
 
 def load_config(name_or_path: str, overrides: list[str] | None = None,
                 data_path: str | None = None) -> tuple[dict[str, dict[str, Any]], str]:
-    """Read a config file, apply ``--set`` overrides and ``--data``; validate.
+    """Read a config file, apply ``overrides`` (``section.key=value`` items) and ``data_path``; validate.
 
     Returns ``(config, name)`` where ``name`` is the file's stem (used for run directories).
     """
@@ -263,30 +269,30 @@ def load_config(name_or_path: str, overrides: list[str] | None = None,
 
 
 def apply_overrides(config: dict[str, dict[str, Any]], overrides: list[str]) -> None:
-    """Apply ``--set section.key=value`` items in place (validate afterwards)."""
+    """Apply ``section.key=value`` items in place (validate afterwards)."""
     for item in overrides:
         section, key, value = parse_override(item)
-        _merge(config, {section: {key: value}}, f"--set {item}")
+        _merge(config, {section: {key: value}}, f"overrides {item}")
 
 
-# Keys a resumed run may change with --set (checkpoints are portable across device counts):
+# Keys a resumed run may change with overrides (checkpoints are portable across device counts):
 # everything else comes from the run's own config.
 RESUME_OVERRIDABLE = ({("train", "epochs"), ("train", "devices"), ("data", "prefetch")}
                       | {("logging", k) for k in ("image_every", "histogram_every", "num_samples", "progress")})
 
 
 def resume_config(stored: Any, overrides: list[str], origin: str) -> dict[str, dict[str, Any]]:
-    """A run's stored config with ``--set`` overrides limited to :data:`RESUME_OVERRIDABLE`
+    """A run's stored config with ``overrides`` limited to :data:`RESUME_OVERRIDABLE`
     (e.g. ``train.epochs`` to train longer); other keys may only repeat their stored value."""
     config = config_from_dict(stored, origin)
     for item in overrides:
         section, key, value = parse_override(item)
         if (section, key) not in RESUME_OVERRIDABLE and config.get(section, {}).get(key, object()) != value:
             allowed = ", ".join(sorted(f"{s}.{k}" for s, k in RESUME_OVERRIDABLE))
-            raise SarJaxError(f"--set {item}: cannot change {section}.{key} when resuming "
+            raise SarJaxError(f"overrides {item}: cannot change {section}.{key} when resuming "
                               f"(the run's config is used); allowed: {allowed}")
     apply_overrides(config, overrides)
-    validate(config, f"{origin} with --set overrides")
+    validate(config, f"{origin} with overrides")
     return config
 
 

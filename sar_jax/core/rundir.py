@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from sar_jax.core.errors import SarJaxError
+from sar_jax.core.files import write_json_atomic, write_text_atomic
 
 LOG_KEYS = ("epoch", "train_loss", "train_mse", "train_ssim", "train_psnr", "val_loss", "val_mse",
             "val_ssim", "val_psnr", "lr", "epoch_seconds", "train_images_per_second")
@@ -23,6 +24,17 @@ LOG_KEYS = ("epoch", "train_loss", "train_mse", "train_ssim", "train_psnr", "val
 def default_run_dir(config_name: str, root: str | Path = "runs") -> Path:
     """``runs/<config name>-<YYYYmmdd-HHMMSS>``."""
     return Path(root) / f"{config_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_run_dir(config_name: str, root: str | Path = "runs", holding: str = "config.json") -> Path:
+    """The newest ``<root>/<config_name>-YYYYmmdd-HHMMSS`` (:func:`default_run_dir`'s names) that
+    holds the file ``holding``; what ``--resume`` without a value continues in both trainers."""
+    root = Path(root)
+    pattern = re.compile(re.escape(config_name) + r"-\d{8}-\d{6}")
+    runs = sorted(p for p in root.glob(f"{config_name}-*") if pattern.fullmatch(p.name) and (p / holding).is_file())
+    if not runs:
+        raise SarJaxError(f"no run of config '{config_name}' holding {holding} under {root}/")
+    return runs[-1]
 
 
 def prepare_run_dir(run_dir: str | Path, config: dict[str, Any], *, resume: bool,
@@ -35,11 +47,11 @@ def prepare_run_dir(run_dir: str | Path, config: dict[str, Any], *, resume: bool
     config_file = path / "config.json"
     if resume:
         if not config_file.is_file():
-            raise SarJaxError(f"--resume {path}: not a run directory (no config.json)")
+            raise SarJaxError(f"run_dir {path}: not a run directory (no config.json) to resume")
         return path
     if config_file.exists() and not overwrite:
-        raise SarJaxError(f"--out {path}: already holds a run; pass --resume to continue it or "
-                          "--overwrite to replace it")
+        raise SarJaxError(f"run_dir {path}: already holds a run; pass resume=True to continue it or "
+                          "overwrite=True to replace it")
     try:
         path.mkdir(parents=True, exist_ok=True)
         if overwrite:  # replace the old run: its log, checkpoints and events must not survive
@@ -51,16 +63,8 @@ def prepare_run_dir(run_dir: str | Path, config: dict[str, Any], *, resume: bool
         (path / "checkpoints").mkdir(exist_ok=True)
         write_json_atomic(config_file, config)
     except OSError as exc:
-        raise SarJaxError(f"--out {path}: cannot write the run directory ({exc.strerror})") from None
+        raise SarJaxError(f"run_dir {path}: cannot write the run directory ({exc.strerror})") from None
     return path
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON through a temporary file and rename, so readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _clean(value: Any) -> Any:
@@ -103,7 +107,4 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
 def truncate_log(run_dir: str | Path, last_epoch: int) -> None:
     """Drop records after ``last_epoch`` (epochs logged after the checkpoint being resumed)."""
     records = [r for r in read_log(run_dir) if r["epoch"] <= last_epoch]
-    path = Path(run_dir) / "training.log"
-    tmp = path.with_name("training.log.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+    write_text_atomic(Path(run_dir) / "training.log", "".join(json.dumps(r) + "\n" for r in records))

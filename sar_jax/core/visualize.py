@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sar_jax.core.files import atomic_path
+
 
 def comparison_grid(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
     """Rows of ``original | reconstruction | |difference|`` -> (rows*H, 3*W) float32 in [0, 1].
@@ -44,5 +46,6 @@ def save_reconstructions_png(x: np.ndarray, x_hat: np.ndarray, path: str | Path,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

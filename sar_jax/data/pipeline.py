@@ -1,90 +1,116 @@
-"""From a config's ``data`` section to normalised train/val/test patch arrays."""
+"""From a config's ``data`` section to streamed train/val/test loaders.
+
+Nothing is read whole: scenes are opened (metadata), split into disjoint regions, indexed from decimated
+validity masks, and the preprocessing is fitted on at most ``data.fit_pixels`` training pixels; patches
+are read window by window while training (:mod:`sar_jax.data.grain_pipeline`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from sar_jax.core.errors import SarJaxError
-from sar_jax.data.batching import BatchIterator
-from sar_jax.data.patches import SPLITS, extract_patches, split_regions
-from sar_jax.data.preprocess import fit_preprocessing, normalize
-from sar_jax.data.readers import list_sar_files, read_sar
-from sar_jax.data.synthetic import synthetic_scenes
+from sar_jax.data.grain_pipeline import PatchLoader, ReadPatches
+from sar_jax.data.patches import SPLITS, Region, split_regions
+from sar_jax.data.preprocess import fit_preprocessing
+from sar_jax.data.sampling import ValidityIndex, eval_windows, fit_sample, grid_windows, random_windows
+from sar_jax.data.sources import SceneSource, open_sources
 
 
 @dataclass
 class Datasets:
-    """Normalised patches, NHWC float32 in [0, 1], and how they were made."""
+    """The opened scenes, their split regions, each split's windows (train: the whole grid; val/test: the
+    fixed evaluation sets) and the preprocessing fitted on the training split."""
 
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
+    scenes: list[SceneSource]
+    regions: dict[str, list[Region]]
+    windows: dict[str, np.ndarray]
+    validity: ValidityIndex
     preprocessing_params: dict[str, Any]
-    sources: list[str] = field(default_factory=list)
+    patch_size: int
 
-    def split(self, name: str) -> np.ndarray:
-        """The array of split ``name`` (train, val or test)."""
-        return {"train": self.train, "val": self.val, "test": self.test}[name]
+    @property
+    def sources(self) -> list[str]:
+        """Where each scene came from (file paths, or ``synthetic:SEED:I``)."""
+        return [s.path for s in self.scenes]
 
-
-def load_scenes(data_cfg: dict[str, Any], seed: int) -> tuple[list[np.ndarray], str, list[str]]:
-    """Scenes in linear units, their common kind, and where they came from."""
-    if data_cfg["source"] == "synthetic":
-        scenes = synthetic_scenes(data_cfg["num_scenes"], data_cfg["scene_size"], data_cfg["looks"], seed)
-        return scenes, "intensity", [f"synthetic:{seed}:{i}" for i in range(len(scenes))]
-    files = list_sar_files(data_cfg["path"])
-    images = [read_sar(f, band=data_cfg["band"], strict=data_cfg["strict"]) for f in files]
-    kinds = {img.kind for img in images}
-    if len(kinds) > 1:
-        raise SarJaxError(f"data path {data_cfg['path']}: files mix kinds of values "
-                          f"({', '.join(sorted(kinds))}); use one kind per dataset")
-    for img in images:
-        if float(img.data.max()) == float(img.data.min()):
-            raise SarJaxError(f"{img.path}: constant image (every pixel {img.data.flat[0]:g})")
-    return [img.data for img in images], kinds.pop(), [img.path for img in images]
+    def patches(self, split: str, limit: int | None = None) -> np.ndarray:
+        """The first ``limit`` (default all) windows of ``split`` read and normalised, (N, P, P, 1) in [0, 1]
+        (train: grid order). For small sets: samples to show, one gradient batch, a test split to evaluate."""
+        read = ReadPatches(self.scenes, self.patch_size, self.preprocessing_params)
+        return read(self.windows[split][:limit])
 
 
 def build_datasets(config: dict[str, Any]) -> Datasets:
-    """Load scenes, split them (by scene or by disjoint blocks), fit preprocessing on the
-    training split only, and cut normalised patches."""
+    """Open the scenes, split them (whole scenes with 3+ scenes, disjoint blocks otherwise), index the
+    valid windows of each split and fit the preprocessing on (a bounded sample of) the training split."""
     data_cfg, seed = config["data"], config["train"]["seed"]
     patch = data_cfg["patch_size"]
     stride = data_cfg["stride"] or patch
-    scenes, kind, sources = load_scenes(data_cfg, seed)
-    shapes = [s.shape for s in scenes]
-    for src, (h, w) in zip(sources, shapes):
-        if h < patch or w < patch:
-            raise SarJaxError(f"{src}: image {h}x{w} is smaller than data.patch_size = {patch}")
+    scenes = open_sources(data_cfg, seed)
+    for scene in scenes:
+        if scene.height < patch or scene.width < patch:
+            raise SarJaxError(f"{scene.path}: image {scene.height}x{scene.width} is smaller than "
+                              f"data.patch_size = {patch}")
+    shapes = [(s.height, s.width) for s in scenes]
     regions = split_regions(shapes, patch, data_cfg["val_fraction"], data_cfg["test_fraction"], seed)
-    train_pixels = [scenes[r.scene][r.r0:r.r1, r.c0:r.c1] for r in regions["train"]]
-    params = fit_preprocessing(train_pixels, kind, data_cfg["percentiles"], data_cfg["floor"])
-    arrays = {}
+    validity = ValidityIndex(scenes, patch)
+    windows = {}
     for split in SPLITS:
-        parts = [extract_patches(scenes[r.scene], r, patch, stride) for r in regions[split]]
-        raw = np.concatenate(parts) if parts else np.zeros((0, patch, patch), np.float32)
-        if len(raw) == 0:
-            raise SarJaxError(f"the {split} split holds no {patch}x{patch} patch; use a smaller"
-                              " data.patch_size or more data")
-        arrays[split] = normalize(raw, params)[..., None]
+        grid = grid_windows(regions[split], patch, stride, validity, data_cfg["min_valid_fraction"])
+        if len(grid) == 0:
+            raise SarJaxError(f"the {split} split holds no {patch}x{patch} patch with a valid fraction >= "
+                              f"{data_cfg['min_valid_fraction']}; use a smaller data.patch_size, a lower "
+                              "data.min_valid_fraction or more data")
+        windows[split] = grid if split == "train" else eval_windows(grid, data_cfg["eval_patches"], seed)
+    per_epoch = train_patches_per_epoch(data_cfg, len(windows["train"]))
     batch = config["train"]["batch_size"]
-    if len(arrays["train"]) < batch:
+    if per_epoch < batch:
         raise SarJaxError(f"train.batch_size = {batch} is larger than the training split "
-                          f"({len(arrays['train'])} patches)")
-    return Datasets(arrays["train"], arrays["val"], arrays["test"], params, sources)
+                          f"({per_epoch} patches)")
+    images, valid = fit_sample(scenes, regions["train"], data_cfg["fit_pixels"], seed)
+    params = fit_preprocessing(images, scenes[0].units, data_cfg["percentiles"], data_cfg["floor"], valid)
+    return Datasets(scenes, regions, windows, validity, params, patch)
+
+
+def train_patches_per_epoch(data_cfg: dict[str, Any], n_grid: int) -> int:
+    """Patches in one training epoch: ``data.patches_per_epoch`` (grid: at most the grid), default the grid's size."""
+    limit = data_cfg["patches_per_epoch"]
+    if limit is None:
+        return n_grid
+    return limit if data_cfg["sampling"] == "random" else min(limit, n_grid)
 
 
 def make_loaders(datasets: Datasets, config: dict[str, Any],
-                 shard: tuple[int, int] = (0, 1)) -> dict[str, BatchIterator]:
-    """Train (shuffled, drop_last) and val/test (in order, last batch padded to full size) batch
-    iterators; ``shard=(process index, process count)`` gives each host its share of each batch."""
-    batch, seed = config["train"]["batch_size"], config["train"]["seed"]
-    prefetch = config["data"]["prefetch"]
-    return {
-        "train": BatchIterator(datasets.train, batch, shuffle=True, seed=seed, drop_last=True,
-                               prefetch=prefetch, shard=shard),
-        "val": BatchIterator(datasets.val, batch, shuffle=False, prefetch=prefetch, pad_last=True, shard=shard),
-        "test": BatchIterator(datasets.test, batch, shuffle=False, prefetch=prefetch, pad_last=True, shard=shard),
-    }
+                 shard: tuple[int, int] = (0, 1)) -> dict[str, PatchLoader]:
+    """Train (``data.sampling``: the shuffled grid or random windows, drop_last) and val/test (fixed
+    windows in order, the last batch padded to full size) loaders; ``shard=(process index, process
+    count)`` gives each host its rows of every global batch."""
+    data_cfg, batch, seed = config["data"], config["train"]["batch_size"], config["train"]["seed"]
+    common = {"workers": data_cfg["workers"], "prefetch": data_cfg["prefetch"], "seed": seed}
+    grid = datasets.windows["train"]
+    per_epoch = train_patches_per_epoch(data_cfg, len(grid))
+    if data_cfg["sampling"] == "random":
+        train_regions, validity = datasets.regions["train"], datasets.validity
+
+        def train_windows(epoch: int) -> np.ndarray:
+            return random_windows(train_regions, datasets.patch_size, per_epoch, validity,
+                                  data_cfg["min_valid_fraction"], np.random.default_rng([seed, epoch, 11]))
+    else:
+        def train_windows(epoch: int) -> np.ndarray:
+            return grid
+
+    def read(pad: bool) -> ReadPatches:
+        return ReadPatches(datasets.scenes, datasets.patch_size, datasets.preprocessing_params, shard=shard,
+                           pad_to=batch if pad else None)
+
+    loaders = {"train": PatchLoader(train_windows, per_epoch, read(False), batch,
+                                    shuffle=data_cfg["sampling"] == "grid", drop_last=True, **common)}
+    for split in ("val", "test"):
+        fixed = datasets.windows[split]
+        loaders[split] = PatchLoader(lambda epoch, w=fixed: w, len(fixed), read(True), batch, shuffle=False,
+                                     drop_last=False, **common)
+    return loaders

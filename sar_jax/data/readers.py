@@ -1,12 +1,18 @@
-"""Readers for SAR rasters: GeoTIFF (tifffile), ``.npy`` and 8-bit PNG/JPEG renderings.
+"""One reader for SAR rasters: GeoTIFF/COG through rasterio, ``.npy`` (memory-mapped), 8-bit PNG/JPEG.
 
-Every reader returns a :class:`SarImage`: a 2-D float32 array plus what its values
-are (``intensity``, ``amplitude`` or ``log8`` for an already log-scaled 8-bit view).
+:func:`open_raster` reads only metadata and returns a :class:`Raster`; :meth:`Raster.read` returns
+``(values, valid)`` for a window, in the raster's units (see READER_API.md / the README's "Data
+formats"). rasterio (GDAL) is imported lazily, so synthetic-data training never needs it.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,17 +25,21 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 NPY_EXTENSIONS = (".npy",)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SUPPORTED_EXTENSIONS = TIFF_EXTENSIONS + NPY_EXTENSIONS + IMAGE_EXTENSIONS
-KINDS = ("intensity", "amplitude", "log8")
-
-
-@dataclass
-class SarImage:
-    """A single-band SAR raster in linear (or 8-bit log) units."""
-
-    data: np.ndarray  # (H, W) float32
-    kind: str  # one of KINDS
-    path: str
-    meta: dict[str, Any] = field(default_factory=dict)  # format-specific (e.g. TIFF tags)
+UNITS = ("intensity", "amplitude", "db", "log8")
+LINEAR_UNITS = ("intensity", "amplitude")
+#: Metadata keys (GDAL dataset or band tags, case-insensitive) that may say what float values are.
+UNIT_TAG_KEYS = ("units", "unit", "sar_units", "calibration")
+_INTENSITY_WORDS = ("intensity", "power", "sigma0", "sigma_0", "sigmanought", "beta0", "beta_0", "betanought",
+                    "gamma0", "gamma_0", "gammanought")
+_AMPLITUDE_WORDS = ("amplitude", "magnitude")
+#: GDAL's decoded-block cache per process, in MB, unless the user sets GDAL_CACHEMAX: GDAL's own default
+#: (5% of RAM) lets a streaming reader's memory grow with the file; 128 MB holds two rows of 512 px tiles
+#: of a 25,000 px wide float32 scene (measured: 8192^2 float32 DEFLATE file, peak RSS 208 MB vs 338 MB).
+GDAL_CACHE_MB = 128
+_MAX_BANDS = 16
+_CACHE_SIZE = 8
+_local = threading.local()
+_INHERITED: list[OrderedDict] = []  # a forked process's copies of its parent's open handles
 
 
 def list_sar_files(path: str | Path) -> list[Path]:
@@ -48,83 +58,287 @@ def list_sar_files(path: str | Path) -> list[Path]:
     return files
 
 
-def _split_bands(arr: np.ndarray, path: Path, band: int | None) -> tuple[np.ndarray, bool]:
-    """Reduce a 3-D array to one band; returns (array, is_iq_pair)."""
-    if arr.ndim == 2:
-        if band not in (None, 0):
-            raise SarJaxError(f"{path}: data.band = {band} but the raster has a single band")
-        return arr, False
-    if arr.ndim != 3:
-        raise SarJaxError(f"{path}: expected a 2-D raster or bands x H x W, got shape {arr.shape}")
-    axis = 0 if arr.shape[0] <= arr.shape[-1] else 2
-    nb = arr.shape[axis]
-    if nb > 16:
-        raise SarJaxError(f"{path}: expected a 2-D raster or at most 16 bands, got shape {arr.shape}")
-    if band is not None:
-        if band >= nb:
-            raise SarJaxError(f"{path}: data.band = {band} but the raster has {nb} bands")
-        return np.take(arr, band, axis=axis), False
-    if nb == 1:
-        return np.take(arr, 0, axis=axis), False
-    if nb == 2 and not np.iscomplexobj(arr):
-        i, q = (np.take(arr, k, axis=axis).astype(np.float64) for k in (0, 1))
-        return np.sqrt(i * i + q * q), True
-    raise SarJaxError(f"{path}: {nb} bands; choose one with data.band (0..{nb - 1})")
+@dataclass(frozen=True)
+class Raster:
+    """An opened single-band SAR raster (metadata only; pixels come from :meth:`read`).
+
+    Holds plain data only (picklable), so it can be sent to data-loader worker processes; each
+    process/thread keeps its own small cache of open file handles.
+    """
+
+    path: str
+    height: int
+    width: int
+    units: str  # what read() returns, one of UNITS
+    source_dtype: str  # stored dtype of one sample ("complex_int16" for GDAL CInt16)
+    bits_per_pixel: int  # stored bits per pixel of what is read (all bands used)
+    phase_dropped: bool  # complex or I/Q input reduced to intensity/amplitude
+    nodata: float | None
+    crs: Any | None
+    transform: Any | None
+    tags: dict[str, str] = field(hash=False)  # (a dict: left out of the hash, so a Raster can be a key)
+    strict: bool = False
+    _format: str = field(default="tiff", repr=False)  # tiff | npy | image
+    _bands: tuple[int, ...] = field(default=(0,), repr=False)  # 0-based bands read (2 for an I/Q pair)
+    _band_axis: int | None = field(default=None, repr=False)  # npy only: axis of the bands (0 or 2)
+    _is_complex: bool = field(default=False, repr=False)
+
+    def read(self, window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, valid)`` for rows ``r0:r0+h`` and columns ``c0:c0+w`` of ``window=(r0, c0, h, w)``
+        (None: the whole raster). ``values`` float32 in :attr:`units`; ``valid`` bool: finite, not the
+        nodata value, and not 0 for linear units. Invalid pixels' values are unspecified."""
+        r0, c0, h, w = (0, 0, self.height, self.width) if window is None else (int(v) for v in window)
+        if h < 0 or w < 0 or r0 < 0 or c0 < 0 or r0 + h > self.height or c0 + w > self.width:
+            raise SarJaxError(f"{self.path}: window {window} is outside the {self.height}x{self.width} raster")
+        values, valid = self._convert(self._read_raw(r0, c0, h, w, 1))
+        if window is None and not valid.any():
+            raise SarJaxError(f"{self.path}: every pixel is invalid (nodata, NaN/Inf or 0 in linear units)")
+        return values, valid
+
+    def validity(self, step: int) -> np.ndarray:
+        """Decimated validity, shape ``(ceil(H/step), ceil(W/step))``; never reads the whole raster at once.
+
+        A TIFF with overviews no coarser than ``step`` is read from them (GDAL picks the level; each
+        output pixel is one pixel of its step x step block, so masks are exact only away from the
+        edges of invalid regions); otherwise it is a strided read (every ``step``-th row only) that
+        equals ``read()[1][::step, ::step]``. An all-False mask is returned as such (a coarse step can
+        miss sparse valid pixels)."""
+        if step < 1:
+            raise SarJaxError(f"{self.path}: validity step = {step}; expected >= 1")
+        if self._format == "tiff" and step > 1:
+            handle = _handle(self)
+            factors = handle.overviews(self._bands[0] + 1)
+            if factors and min(factors) <= step:
+                from rasterio.enums import Resampling
+
+                shape = (len(self._bands), -(-self.height // step), -(-self.width // step))
+                try:
+                    with _quiet_gdal():
+                        raw = handle.read([b + 1 for b in self._bands], out_shape=shape, resampling=Resampling.nearest)
+                except Exception as exc:
+                    raise SarJaxError(f"{self.path}: cannot read overviews, truncated or corrupt? "
+                                      f"({type(exc).__name__}: {_one_line(exc)})") from None
+                return self._convert(raw)[1]
+        rows = [self._convert(self._read_raw(r, 0, 1, self.width, step))[1] for r in range(0, self.height, step)]
+        return np.concatenate(rows)
+
+    # ------------------------------------------------------------------ internals
+
+    def _read_raw(self, r0: int, c0: int, h: int, w: int, col_step: int) -> np.ndarray:
+        """Stored samples of the used bands, (bands, h, ceil(w / col_step)), columns strided."""
+        handle = _handle(self)
+        try:
+            if self._format == "tiff":
+                from rasterio.windows import Window
+
+                with _quiet_gdal():
+                    raw = handle.read([b + 1 for b in self._bands], window=Window(c0, r0, w, h))
+                return raw[:, :, ::col_step]
+            if self._format == "npy":
+                if self._band_axis is None:
+                    return np.asarray(handle[r0:r0 + h, c0:c0 + w:col_step])[None]
+                if self._band_axis == 0:
+                    return np.asarray(handle[list(self._bands), r0:r0 + h, c0:c0 + w:col_step])
+                return np.moveaxis(np.asarray(handle[r0:r0 + h, c0:c0 + w:col_step, list(self._bands)]), -1, 0)
+            return handle[None, r0:r0 + h, c0:c0 + w:col_step]
+        except SarJaxError:
+            raise
+        except Exception as exc:  # GDAL decode errors (truncated tiles), mmap errors
+            raise SarJaxError(f"{self.path}: cannot read pixels, truncated or corrupt? ({type(exc).__name__}: "
+                              f"{_one_line(exc)})") from None
+
+    def _convert(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stored samples -> (float32 values in self.units, valid)."""
+        nodata = self.nodata
+        if self._is_complex or len(self._bands) == 2:
+            if self._is_complex:
+                re, im = raw[0].real.astype(np.float64), raw[0].imag.astype(np.float64)
+            else:
+                re, im = raw[0].astype(np.float64), raw[1].astype(np.float64)
+            power = re * re + im * im
+            values = (power if self.units == "intensity" else np.sqrt(power)).astype(np.float32)
+            finite = np.isfinite(re) & np.isfinite(im)
+            valid = finite & (power > 0) & np.isfinite(values)  # |z|^2 beyond float32: not a usable value
+            if nodata is not None and not math.isnan(nodata):
+                valid &= ~((re == nodata) & (im == (0 if self._is_complex else nodata)))
+        else:
+            stored = raw[0]
+            values = stored.astype(np.float32)
+            finite = np.isfinite(values)
+            valid = finite.copy()
+            if nodata is not None and not math.isnan(nodata):
+                valid &= stored != nodata
+            if self.units in LINEAR_UNITS:
+                valid &= values != 0
+                negative = valid & (values < 0)
+                if negative.any():
+                    raise SarJaxError(f"{self.path}: negative values in a {self.units} raster (e.g. "
+                                      f"{float(values[negative][0]):g}); expected linear units >= 0, or pass "
+                                      "units='db' if the values are in dB")
+        if self.strict and not finite.all() and not (nodata is not None and math.isnan(nodata)):
+            raise SarJaxError(f"{self.path}: {int((~finite).sum())} NaN/Inf pixels (data.strict is true)")
+        return values, valid
 
 
-def _to_float(arr: np.ndarray, path: Path, strict: bool) -> np.ndarray:
-    data = np.asarray(arr, dtype=np.float32)
-    bad = ~np.isfinite(data)
-    n_bad = int(bad.sum())
-    if n_bad:
-        if strict:
-            raise SarJaxError(f"{path}: {n_bad} NaN/Inf pixels (data.strict is true)")
-        finite = data[~bad]
-        if finite.size == 0:
-            raise SarJaxError(f"{path}: every pixel is NaN/Inf")
-        data = np.where(bad, np.float32(np.median(finite)), data)
-        warnings.warn(f"{path}: replaced {n_bad} NaN/Inf pixels by the median", stacklevel=3)
-    if data.size == 0:
-        raise SarJaxError(f"{path}: empty raster")
-    return data
+# ---------------------------------------------------------------------- open
 
 
-def _read_tiff(path: Path, band: int | None) -> tuple[np.ndarray, str, dict[str, Any]]:
-    import tifffile
+def open_raster(path: str | Path, *, band: int | None = None, units: str = "auto", strict: bool = False) -> Raster:
+    """Open a SAR raster (metadata only). ``units``: ``"auto"`` or one of :data:`UNITS`.
+
+    Complex (SLC, CInt16) and 2-band I/Q data: intensity = |z|^2, amplitude = |z| (auto: intensity).
+    uint8: an 8-bit log view (``log8``) unless ``units`` is given. uint16 (GRD DN): auto = amplitude.
+    Other real data: auto reads the units from the file's metadata (a GDAL band unit or a tag named
+    one of :data:`UNIT_TAG_KEYS`) and otherwise refuses to guess. ``band`` picks one band (0-based).
+    """
+    p = Path(path)
+    if units != "auto" and units not in UNITS:
+        raise SarJaxError(f"units = {units!r}: expected auto or one of {', '.join(UNITS)}")
+    if not p.is_file():
+        raise SarJaxError(f"{p}: no such file")
+    ext = p.suffix.lower()
+    if ext in TIFF_EXTENSIONS:
+        info = _tiff_info(p)
+    elif ext in NPY_EXTENSIONS:
+        info = _npy_info(p)
+    elif ext in IMAGE_EXTENSIONS:
+        info = _image_info(p, strict)
+    else:
+        raise SarJaxError(f"{p}: unsupported extension '{p.suffix}'; expected one of "
+                          f"{', '.join(SUPPORTED_EXTENSIONS)}")
+    height, width, dtypes = info["height"], info["width"], info["dtypes"]
+    if height == 0 or width == 0:
+        raise SarJaxError(f"{p}: empty raster ({height}x{width})")
+    nb = len(dtypes)
+    if band is not None and band >= nb:
+        raise SarJaxError(f"{p}: band {band} requested but the raster has {nb} band{'s' if nb > 1 else ''}")
+    if band is None and nb > 2:
+        raise SarJaxError(f"{p}: {nb} bands; choose one with band (0..{nb - 1})")
+    bands = (band,) if band is not None else tuple(range(nb))
+    kinds = {_dtype_kind(dtypes[b]) for b in bands}
+    if len(kinds) > 1 or kinds & {"unsupported"}:
+        raise SarJaxError(f"{p}: unsupported data type {', '.join(sorted({dtypes[b] for b in bands}))}; expected "
+                          "real (u)int, float or complex samples")
+    kind = kinds.pop()
+    is_complex = kind == "complex"
+    if len(bands) == 2 and is_complex:
+        raise SarJaxError(f"{p}: 2 complex bands; choose one with band (0 or 1)")
+    pair = len(bands) == 2 or is_complex
+    source_dtype = dtypes[bands[0]]
+    resolved = _resolve_units(p, units, source_dtype, pair, info["unit_hints"])
+    bits = sum(_dtype_bits(dtypes[b]) for b in bands)
+    return Raster(path=str(p), height=height, width=width, units=resolved, source_dtype=source_dtype,
+                  bits_per_pixel=bits, phase_dropped=pair, nodata=info["nodata"], crs=info["crs"],
+                  transform=info["transform"], tags=info["tags"], strict=strict, _format=info["format"],
+                  _bands=bands, _band_axis=info.get("band_axis"), _is_complex=is_complex)
+
+
+def _dtype_kind(dtype: str) -> str:
+    if dtype.startswith("complex"):
+        return "complex"
+    try:
+        kind = np.dtype(dtype).kind
+    except Exception:  # "complex_int16"-like GDAL names are handled above; anything else is not numeric
+        return "unsupported"
+    return {"u": "real", "i": "real", "f": "real"}.get(kind, "unsupported")
+
+
+def _dtype_bits(dtype: str) -> int:
+    if dtype == "complex_int16":
+        return 32
+    if dtype == "complex_int32":
+        return 64
+    return np.dtype(dtype).itemsize * 8
+
+
+def _resolve_units(path: Path, units: str, dtype: str, pair: bool, hints: list[str]) -> str:
+    """The units ``read()`` returns (see :func:`open_raster`)."""
+    if pair:
+        if units in ("db", "log8"):
+            raise SarJaxError(f"{path}: complex/I-Q data cannot be read as {units}; use intensity (|z|^2) or "
+                              "amplitude (|z|)")
+        return "intensity" if units == "auto" else units
+    if units != "auto":
+        return units
+    if dtype == "uint8":
+        return "log8"
+    for hint in hints:
+        found = _units_from_text(hint)
+        if found is not None:
+            return found
+    if dtype == "uint16":
+        return "amplitude"
+    raise SarJaxError(f"{path}: {dtype} values of unknown units (no units tag in the file); say what they are: "
+                      "units = intensity, amplitude or db (data.units in a training config)")
+
+
+def _units_from_text(text: str) -> str | None:
+    t = text.strip().lower().replace(" ", "")
+    if "db" in t or "decibel" in t:
+        return "db"
+    if any(w in t for w in _INTENSITY_WORDS):
+        return "intensity"
+    if any(w in t for w in _AMPLITUDE_WORDS):
+        return "amplitude"
+    return None
+
+
+def _rasterio() -> Any:
+    """rasterio, imported lazily, with GDAL's block cache bounded (:data:`GDAL_CACHE_MB`)."""
+    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
+    import rasterio
+
+    return rasterio
+
+
+def _tiff_info(path: Path) -> dict[str, Any]:
+    rasterio = _rasterio()
+    from rasterio.errors import NotGeoreferencedWarning
 
     try:
-        with tifffile.TiffFile(path) as tif:
-            arr = tif.asarray()
-            page = tif.pages[0]
-            tags = {tag.name: tag.value for tag in page.tags.values()
-                    if tag.name.startswith(("Model", "GeoKey", "GeoAscii", "GeoDouble", "GDAL"))}
-    except Exception as exc:  # tifffile raises many types for corrupt files
-        raise SarJaxError(f"{path}: cannot read TIFF ({type(exc).__name__}: {exc})") from None
-    meta = {"tiff_tags": tags, "dtype": str(arr.dtype)}
-    if np.iscomplexobj(arr):
-        arr, _ = _split_bands(arr, path, band)
-        return np.abs(arr), "amplitude", meta
-    arr, _ = _split_bands(arr, path, band)
-    return arr, ("log8" if arr.dtype == np.uint8 else "amplitude"), meta
+        with _quiet_gdal(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                hints = [u for u in ds.units if u]
+                for tags in [ds.tags(b + 1) for b in range(ds.count)] + [ds.tags()]:
+                    hints += [v for k, v in tags.items() if k.lower() in UNIT_TAG_KEYS]
+                georeferenced = ds.crs is not None or not ds.transform.is_identity
+                return {"format": "tiff", "height": ds.height, "width": ds.width, "dtypes": list(ds.dtypes),
+                        "nodata": None if ds.nodata is None else float(ds.nodata), "crs": ds.crs,
+                        "transform": ds.transform if georeferenced else None, "tags": dict(ds.tags()),
+                        "unit_hints": hints}
+    except Exception as exc:  # RasterioIOError and GDAL's CPLE_* for corrupt/truncated files
+        raise SarJaxError(f"{path}: cannot read TIFF ({type(exc).__name__}: {_one_line(exc)})") from None
 
 
-def _read_npy(path: Path, band: int | None) -> tuple[np.ndarray, str, dict[str, Any]]:
+def _npy_array(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:
-        raise SarJaxError(f"{path}: cannot read NPY ({type(exc).__name__}: {exc})") from None
+        raise SarJaxError(f"{path}: cannot read NPY ({type(exc).__name__}: {_one_line(exc)})") from None
     if not isinstance(arr, np.ndarray):  # e.g. an .npz archive renamed to .npy
         raise SarJaxError(f"{path}: not a single NPY array ({type(arr).__name__})")
-    if arr.dtype.kind not in "biufc":
-        raise SarJaxError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        arr, _ = _split_bands(arr, path, band)
-        return np.abs(arr), "amplitude", {"dtype": str(arr.dtype)}
-    arr, _ = _split_bands(np.asarray(arr), path, band)
-    return arr, ("log8" if arr.dtype == np.uint8 else "amplitude"), {"dtype": str(arr.dtype)}
+    return arr
 
 
-def _read_image(path: Path, strict: bool) -> tuple[np.ndarray, str, dict[str, Any]]:
+def _npy_info(path: Path) -> dict[str, Any]:
+    arr = _npy_array(path)
+    if arr.ndim == 2:
+        h, w, nb, axis = arr.shape[0], arr.shape[1], 1, None
+    elif arr.ndim == 3:
+        axis = 0 if arr.shape[0] <= arr.shape[-1] else 2
+        nb = arr.shape[axis]
+        h, w = (arr.shape[1], arr.shape[2]) if axis == 0 else (arr.shape[0], arr.shape[1])
+        if nb > _MAX_BANDS:
+            raise SarJaxError(f"{path}: expected a 2-D raster or at most {_MAX_BANDS} bands, got shape {arr.shape}")
+    else:
+        raise SarJaxError(f"{path}: expected a 2-D raster or bands x H x W, got shape {arr.shape}")
+    dtype = str(arr.dtype) if arr.dtype.kind in "uifc" else f"{arr.dtype} (not numeric)"
+    return {"format": "npy", "height": h, "width": w, "dtypes": [dtype] * nb, "nodata": None, "crs": None,
+            "transform": None, "tags": {}, "unit_hints": [], "band_axis": axis}
+
+
+def _image_array(path: Path, strict: bool) -> np.ndarray:
     from PIL import Image
 
     try:
@@ -135,42 +349,105 @@ def _read_image(path: Path, strict: bool) -> tuple[np.ndarray, str, dict[str, An
                 if strict:
                     raise SarJaxError(f"{path}: colour image (mode {mode}); expected 8-bit grayscale"
                                       " (data.strict is true)")
-                warnings.warn(f"{path}: colour image (mode {mode}) converted to grayscale",
-                              stacklevel=3)
+                warnings.warn(f"{path}: colour image (mode {mode}) converted to grayscale", stacklevel=4)
                 img = img.convert("L")
             arr = np.array(img)
     except SarJaxError:
         raise
     except Exception as exc:
-        raise SarJaxError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        raise SarJaxError(f"{path}: cannot read image ({type(exc).__name__}: {_one_line(exc)})") from None
     if arr.ndim != 2:
         raise SarJaxError(f"{path}: expected a single-band image, got shape {arr.shape}")
-    return arr, ("log8" if arr.dtype == np.uint8 else "amplitude"), {"mode": mode}
+    return arr
 
 
-def read_sar(path: str | Path, band: int | None = None, strict: bool = False) -> SarImage:
-    """Read one SAR raster as float32 plus its kind of values.
+def _image_info(path: Path, strict: bool) -> dict[str, Any]:
+    arr = _image_array(path, strict)
+    _cache()[_cache_key(str(path), "image")] = arr  # decoded once; read() takes windows of it
+    return {"format": "image", "height": arr.shape[0], "width": arr.shape[1], "dtypes": [str(arr.dtype)],
+            "nodata": None, "crs": None, "transform": None, "tags": {}, "unit_hints": []}
 
-    - ``.tif/.tiff``: real (amplitude; uint8 is a log8 view), complex SLC (-> amplitude),
-      I/Q band pairs (-> amplitude), any band chosen with ``band``.
-    - ``.npy``: 2-D real, complex, or HxWx2 / 2xHxW I/Q.
-    - ``.png/.jpg``: 8-bit amplitude renderings, already log-scaled (``log8``).
-    NaN/Inf pixels are replaced by the median with a warning, or refused when ``strict``.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise SarJaxError(f"{p}: no such file")
-    ext = p.suffix.lower()
-    if ext in TIFF_EXTENSIONS:
-        arr, kind, meta = _read_tiff(p, band)
-    elif ext in NPY_EXTENSIONS:
-        arr, kind, meta = _read_npy(p, band)
-    elif ext in IMAGE_EXTENSIONS:
-        arr, kind, meta = _read_image(p, strict)
+
+# ---------------------------------------------------------------------- handles
+
+
+def _cache() -> OrderedDict:
+    """This thread's open handles: rasterio datasets are not thread-safe, and a forked worker must not
+    share its parent's file offsets, so a new process starts with an empty cache (the inherited
+    handles are left to the parent)."""
+    if getattr(_local, "pid", None) != os.getpid():
+        if getattr(_local, "handles", None):
+            _INHERITED.append(_local.handles)  # kept alive, never closed here: they belong to the parent
+        _local.pid, _local.handles = os.getpid(), OrderedDict()
+    return _local.handles
+
+
+def _cache_key(path: str, fmt: str) -> tuple[str, str, int, int]:
+    """Path, format, modification time and size: a rewritten file is reopened, not read from a stale handle."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise SarJaxError(f"{path}: cannot read ({exc.strerror})") from None
+    return path, fmt, st.st_mtime_ns, st.st_size
+
+
+def _handle(raster: Raster) -> Any:
+    """An open dataset (tiff), memory map (npy) or decoded array (image) for ``raster``, LRU-cached."""
+    cache = _cache()
+    key = _cache_key(raster.path, raster._format)
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    path = Path(raster.path)
+    if raster._format == "tiff":
+        rasterio = _rasterio()
+        from rasterio.errors import NotGeoreferencedWarning
+
+        try:
+            with _quiet_gdal(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                handle = rasterio.open(path)
+        except Exception as exc:
+            raise SarJaxError(f"{path}: cannot read TIFF ({type(exc).__name__}: {_one_line(exc)})") from None
+    elif raster._format == "npy":
+        handle = _npy_array(path)
     else:
-        raise SarJaxError(f"{p}: unsupported extension '{p.suffix}'; expected one of "
-                          f"{', '.join(SUPPORTED_EXTENSIONS)}")
-    data = _to_float(arr, p, strict)
-    if float(data.min()) < 0 and kind != "log8":
-        raise SarJaxError(f"{p}: negative values in a {kind} raster; expected linear units >= 0")
-    return SarImage(data=data, kind=kind, path=str(p), meta=meta)
+        handle = _image_array(path, raster.strict)
+    cache[key] = handle
+    while len(cache) > _CACHE_SIZE:
+        _, old = cache.popitem(last=False)
+        if hasattr(old, "close"):
+            old.close()
+    return handle
+
+
+class _quiet_gdal:
+    """Silence rasterio's logging of GDAL messages while it works: its errors become one SarJaxError
+    line, and a stray log line must not precede it. Re-entrant across threads (a depth count)."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved_level = logging.NOTSET
+
+    def __enter__(self) -> None:
+        with _quiet_gdal._lock:
+            logger = logging.getLogger("rasterio")
+            if _quiet_gdal._depth == 0:
+                _quiet_gdal._saved_level = logger.level
+                logger.setLevel(logging.CRITICAL + 1)
+            _quiet_gdal._depth += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        with _quiet_gdal._lock:
+            _quiet_gdal._depth -= 1
+            if _quiet_gdal._depth == 0:
+                logging.getLogger("rasterio").setLevel(_quiet_gdal._saved_level)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line, with GDAL's underlying error (rasterio chains it) when it has one."""
+    text = " ".join(str(exc).split())
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{' '.join(str(cause).split())}; {text}"
+    return text

@@ -68,6 +68,13 @@ def synthetic_scene(seed: int | tuple[int, ...], size: int, looks: float) -> tup
     return (refl * speckle).astype(np.float32), refl
 
 
+def synthetic_scenes_with_reflectivity(num_scenes: int, size: int, looks: float,
+                                       seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``num_scenes`` ``(speckled intensity, speckle-free reflectivity)`` pairs, scene ``i`` seeded by
+    ``(seed, i)``: the reflectivity is the ground truth a despeckling or radiometry check compares with."""
+    return [synthetic_scene((seed, i), size, looks) for i in range(num_scenes)]
+
+
 def synthetic_scenes(num_scenes: int, size: int, looks: float, seed: int) -> list[np.ndarray]:
-    """``num_scenes`` speckled intensity scenes, scene ``i`` seeded by ``(seed, i)``."""
-    return [synthetic_scene((seed, i), size, looks)[0] for i in range(num_scenes)]
+    """The speckled intensity scenes of :func:`synthetic_scenes_with_reflectivity`."""
+    return [intensity for intensity, _ in synthetic_scenes_with_reflectivity(num_scenes, size, looks, seed)]

@@ -12,17 +12,20 @@ Per image (patch) and on average:
 - MSE, PSNR (dB, data range 1) and SSIM (Gaussian window ``loss.ssim_window``) on the
   normalised [0, 1] values the model sees;
 - MS-SSIM: pytorch-msssim's ``ms_ssim`` for ``--framework torch``, and the same algorithm written
-  in JAX (:func:`sar_jax.inference.run.ms_ssim_per_image`) for ``jax``. Its 4 downsamplings need
+  in JAX (:func:`sar_jax.metrics.ssim.ms_ssim_per_image`) for ``jax``. Its 4 downsamplings need
   images larger than ``(win - 1) * 16`` px, so the window is the largest odd size <= 11 that fits
   (recorded as ``ms_ssim_window``; 3 for 64 px patches), or MS-SSIM is null below 33 px;
-- ENL (mean^2 / var of intensity; amplitude is squared first; 8-bit log views as they are) of
-  input and reconstruction on the input's 3 most homogeneous windows (lowest coefficient of
-  variation, avoiding clipped pixels), and ``enl_ratio = ENL(recon) / ENL(input)``;
-- ``mean_ratio = mean(recon) / mean(input)`` in the data's units (after the exact inverse of
-  the preprocessing);
-- compression ratio: input bits (32 per pixel for float data, 8 for log8) over latent bits at
-  the stored precision (``--latent-dtype``, float16 by default). The reconstruction is decoded
-  from the latent cast to that precision, so the quality numbers match the ratio.
+- ENL (:mod:`sar_jax.metrics.sar_stats`: pooled and bias-corrected, on windows chosen on an
+  independent half of their pixels, in linear intensity; not reported for 8-bit log views) of
+  input and reconstruction, and ``enl_ratio = ENL(recon) / ENL(input)``; no-data pixels are
+  left out of every metric's windows;
+- ``mean_ratio = mean(recon) / mean(input)`` over valid pixels in the data's linear units;
+  with ``--data`` both ENL and the mean ratio use the ORIGINAL input values (not the clipped
+  ones the model sees);
+- compression ratio: input bits per pixel (from the dtype actually read: 8 for uint8, 16 for
+  uint16, 32 for float32, 64 for complex64) over latent bits per pixel at the stored precision
+  (``--latent-dtype``, float16 by default). The reconstruction is decoded from the latent cast to
+  that precision, so the quality numbers match the ratio.
 
 Writes ``report.json``, ``report.md`` and ``panels.png`` (input | reconstruction | |difference|
 | histograms) under ``--out`` (default ``RUN_DIR/eval-<framework>``) and prints the summary.
@@ -33,8 +36,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +47,18 @@ import numpy as np
 
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches
-from sar_jax.data.preprocess import denormalize, normalize
-from sar_jax.data.readers import list_sar_files, read_sar
+from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
+from sar_jax.data.readers import list_sar_files
+from sar_jax.inference.comparisons import markdown_table as comparisons_table
+from sar_jax.inference.eval_report import markdown_report, save_panels, summary_table
 from sar_jax.inference.scene_io import write_atomic
+from sar_jax.metrics import sar_stats
+from sar_jax.metrics.ssim import ms_ssim_window
 
 QUALITY_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 SAR_KEYS = ("enl_input", "enl_recon", "enl_ratio", "mean_ratio")
-METRIC_KEYS = QUALITY_KEYS + SAR_KEYS
-MD_MAX_ROWS = 40
+RATIO_KEYS = ("mean_ratio_uncorrected",)
+METRIC_KEYS = QUALITY_KEYS + SAR_KEYS + RATIO_KEYS
 
 
 @dataclass
@@ -59,56 +66,72 @@ class EvalSet:
     """Normalised images and where they came from."""
 
     images: np.ndarray  # (N, P, P, 1) float32 in [0, 1]
+    raw: np.ndarray | None  # (N, P, P) the original values in params["mode"] units (None: not available)
+    valid: np.ndarray | None  # (N, P, P) bool: not no-data (None: all valid)
     names: list[str]
     sources: list[str]
     params: dict[str, Any]  # preprocessing params with mode = the data's units
     input_bits: int
+    phase_dropped: bool
+    clipped_fraction: dict[str, float]  # per file: valid pixels outside the checkpoint's clip range
+    skipped_patches: int  # patches left out for holding no-data pixels
     description: str
+    windows: np.ndarray | None = None  # (N, 3) (scene, row, col) of the checkpoint's test split
 
 
-def load_eval_set(run: Any, data: str | None, units: str | None = None) -> EvalSet:
-    """The checkpoint's test split, or ``data`` files cut into patches with the checkpoint's params."""
+def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_clipping: bool = False) -> EvalSet:
+    """The checkpoint's test split, or ``data`` files cut into patches with the checkpoint's params
+    (patches holding any no-data pixel are left out; each file's clipped fraction is checked)."""
     from sar_jax.data.pipeline import build_datasets
-    from sar_jax.inference.run import resolve_units
+    from sar_jax.inference.run import check_clipping, open_input
 
     params = run.preprocessing_params
     patch = run.config["data"]["patch_size"]
     if data is None:
         datasets = build_datasets(run.config)
         if datasets.preprocessing_params != params:
-            print("warning: the rebuilt test split's preprocessing differs from the checkpoint's; "
-                  "renormalising with the checkpoint's", file=sys.stderr)
-            images = normalize(denormalize(datasets.test[..., 0], datasets.preprocessing_params), params)[..., None]
+            warnings.warn("the rebuilt test split's preprocessing differs from the checkpoint's; renormalising "
+                          "with the checkpoint's", stacklevel=2)
+            images = normalize(denormalize(datasets.patches("test")[..., 0], datasets.preprocessing_params,
+                                           bias_correction=False), params)[..., None]
         else:
-            images = datasets.test
+            images = datasets.patches("test")
         source = (f"synthetic (seed {run.config['train']['seed']})" if run.config["data"]["source"] == "synthetic"
                   else str(run.config["data"]["path"]))
         names = [f"test[{i}]" for i in range(len(images))]
         bits = 8 if params["mode"] == "log8" else 32
-        return EvalSet(images.astype(np.float32), names, [source] * len(images), dict(params), bits,
-                       f"test split of the checkpoint's data: {source}")
-    images, names, sources = [], [], []
+        return EvalSet(images.astype(np.float32), None, None, names, [source] * len(images), dict(params), bits,
+                       False, {}, 0, f"test split of the checkpoint's data: {source}", datasets.windows["test"])
+    images, raws, names, sources = [], [], [], []
     used = None
-    bits = 32
+    bits, phase_dropped, clipped, skipped = 32, False, {}, 0
     for f in list_sar_files(data):
-        img = read_sar(f, band=run.config["data"]["band"], strict=run.config["data"]["strict"])
-        file_params = resolve_units(params, img.kind == "log8", units, f"--data {f}")
+        raster, file_params = open_input(f, params, units, run.config["data"]["band"], run.config["data"]["strict"])
         if used is not None and file_params["mode"] != used["mode"]:
             raise SarJaxError(f"--data {data}: files mix kinds of values ({used['mode']}, {file_params['mode']})")
         used = file_params
-        bits = 8 if file_params["mode"] == "log8" else 32
-        h, w = img.data.shape
+        bits, phase_dropped = raster.bits_per_pixel, phase_dropped or raster.phase_dropped
+        values, valid = raster.read()
+        clipped[f.name] = check_clipping(values[valid], file_params, f"--data {f}", allow_clipping)
+        h, w = values.shape
         if h < patch or w < patch:
-            print(f"warning: {f}: {h}x{w} is smaller than the patch size {patch}; skipped", file=sys.stderr)
+            warnings.warn(f"{f}: {h}x{w} is smaller than the patch size {patch}; skipped", stacklevel=2)
             continue
-        raw = extract_patches(img.data, Region(0, 0, h, 0, w), patch, patch)
-        images.append(normalize(raw, file_params)[..., None])
+        region = Region(0, 0, h, 0, w)
+        raw = extract_patches(values, region, patch, patch)
+        keep = extract_patches(valid, region, patch, patch).all(axis=(1, 2))
         cols = len(range(0, w - patch + 1, patch))
-        names += [f"{f.name}[{(k // cols) * patch},{(k % cols) * patch}]" for k in range(len(raw))]
+        at = [(k // cols * patch, k % cols * patch) for k in range(len(raw))]
+        skipped += int((~keep).sum())
+        raw = raw[keep]
+        images.append(normalize(raw, file_params)[..., None])
+        raws.append(raw)
+        names += [f"{f.name}[{r},{c}]" for (r, c), k in zip(at, keep) if k]
         sources += [f.name] * len(raw)
-    if not images:
-        raise SarJaxError(f"--data {data}: no image holds a {patch}x{patch} patch (data.patch_size)")
-    return EvalSet(np.concatenate(images), names, sources, used, bits,
+    if not names:
+        raise SarJaxError(f"--data {data}: no image holds a {patch}x{patch} patch free of no-data (data.patch_size)")
+    return EvalSet(np.concatenate(images), np.concatenate(raws), None, names, sources, used, bits,
+                   phase_dropped, clipped, skipped,
                    f"{data}: non-overlapping {patch}x{patch} patches, checkpoint preprocessing")
 
 
@@ -121,7 +144,8 @@ def run_jax(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_wi
     import jax.numpy as jnp
 
     from sar_jax.inference import run as inference
-    from sar_jax.training.losses import mse_per_image, psnr_from_mse, ssim_per_image
+    from sar_jax.metrics.psnr import mse_per_image, psnr_from_mse
+    from sar_jax.metrics.ssim import ms_ssim_per_image, ssim_per_image
 
     encode, decode = inference.encode_fn(run.model), inference.decode_fn(run.model)
     dtype = jnp.float16 if latent_dtype == "float16" else jnp.float32
@@ -132,7 +156,7 @@ def run_jax(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_wi
         m = mse_per_image(x_hat, batch)
         out = [x_hat, z, m, psnr_from_mse(m), ssim_per_image(x_hat, batch, ssim_window)]
         if ms_window is not None:
-            out.append(inference.ms_ssim_per_image(x_hat, batch, win_size=ms_window))
+            out.append(ms_ssim_per_image(x_hat, batch, win_size=ms_window))
         return tuple(out)
 
     outs = inference.batched(step, x, batch_size)
@@ -193,43 +217,65 @@ def _mean(values: list[Any]) -> float | None:
 
 def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | None = None,
              framework: str = "jax", latent_dtype: str = "float16", units: str | None = None,
-             num_panels: int = 4, batch_size: int | None = None) -> dict[str, Any]:
-    """Run the evaluation, write report.json / report.md / panels.png; return the report."""
+             num_panels: int = 4, batch_size: int | None = None, allow_clipping: bool = False,
+             reference: str = "input", baselines: bool = False) -> dict[str, Any]:
+    """Run the evaluation, write report.json / report.md / panels.png; return the report.
+
+    ``reference="clean"`` (synthetic test split only) also scores against the speckle-free reflectivity;
+    ``baselines`` adds the classical despeckling filters' rows (:mod:`sar_jax.inference.comparisons`).
+    """
     from sar_jax.inference import run as inference
+    from sar_jax.inference.comparisons import clean_patches, comparison_rows
 
     if framework not in ("jax", "torch"):
         raise SarJaxError(f"--framework {framework}: expected jax or torch")
-    if latent_dtype not in inference.LATENT_DTYPES:
+    if latent_dtype not in ("float16", "float32"):
         raise SarJaxError(f"--latent-dtype {latent_dtype}: expected float16 or float32")
-    if not Path(checkpoint).is_dir():
-        raise SarJaxError(f"--checkpoint {checkpoint}: no such run directory")
     if data is not None and not Path(data).exists():
         raise SarJaxError(f"--data {data}: no such file or folder")
+    if reference not in ("input", "clean"):
+        raise SarJaxError(f"--reference {reference}: expected input or clean")
+    if reference == "clean" and data is not None:
+        raise SarJaxError("--reference clean scores the checkpoint's own synthetic test split against its "
+                          "speckle-free reflectivity; drop --data")
     run = inference.load_run(checkpoint, "best")
     out_dir = Path(out) if out else Path(checkpoint) / f"eval-{framework}"
     if out_dir.exists() and not out_dir.is_dir():
         raise SarJaxError(f"--out {out_dir}: exists and is not a folder")
     t0 = time.perf_counter()
-    es = load_eval_set(run, data, units)
+    es = load_eval_set(run, data, units, allow_clipping)
     size = es.images.shape[1]
     ssim_window = min(run.config["loss"]["ssim_window"], size - (1 - size % 2))
-    ms_window = inference.ms_ssim_window(size)
+    ms_window = ms_ssim_window(size)
     batch = batch_size or run.config["train"]["batch_size"]
     runner = run_jax if framework == "jax" else run_torch
     x_hat, latent_shape, quality = runner(run, es.images, latent_dtype, batch, ssim_window, ms_window)
-    x_lin = denormalize(es.images[..., 0], es.params)
-    x_hat_lin = denormalize(x_hat[..., 0], es.params)
-    clipped = (es.images[..., 0] <= 0.0) | (es.images[..., 0] >= 1.0)
-    ratio = inference.compression_ratio(es.images.shape[1:3], latent_shape, es.input_bits, latent_dtype)
+    x_lin = es.raw if es.raw is not None else denormalize(es.images[..., 0], es.params, bias_correction=False)
+    x_hat_lin = denormalize(x_hat[..., 0], es.params)  # with the log-domain bias correction
+    x_hat_raw = denormalize(x_hat[..., 0], es.params, bias_correction=False)
+    latent_bpp = sar_stats.latent_bits_per_pixel(size * size, latent_elements=int(np.prod(latent_shape)),
+                                                 latent_dtype=latent_dtype)
+    ratio = es.input_bits / latent_bpp
     rows = []
     for k, name in enumerate(es.names):
-        sar = inference.sar_statistics(x_lin[k], x_hat_lin[k], es.params["mode"], ~clipped[k])
+        sar = sar_stats.sar_statistics(x_lin[k], x_hat_lin[k], es.params["mode"],
+                                       None if es.valid is None else es.valid[k])
         row = {"name": name, "source": es.sources[k]}
         row.update({key: _clean(quality[key][k]) if key in quality else None for key in QUALITY_KEYS})
         row.update({key: _clean(sar[key]) for key in SAR_KEYS})
+        mean_in = float(np.mean(x_lin[k], dtype=np.float64))
+        row["mean_ratio_uncorrected"] = _clean(float(np.mean(x_hat_raw[k], dtype=np.float64)) / mean_in
+                                               if mean_in > 0 else None)
         row["compression_ratio"] = ratio
         rows.append(row)
     average = {key: _mean([r[key] for r in rows]) for key in METRIC_KEYS}
+    comparisons = None
+    if reference == "clean" or baselines:
+        clean = clean_patches(run.config, es.windows, es.params) if reference == "clean" else None
+        looks = (run.config["data"]["looks"] if run.config["data"]["source"] == "synthetic"
+                 else max(1.0, average["enl_input"] or 1.0))
+        comparisons = comparison_rows(es.images, x_hat, x_lin, x_hat_lin, es.params, clean=clean, baselines=baselines,
+                                      looks=looks, ssim_window=ssim_window, ms_window=ms_window, batch=batch)
     average["compression_ratio"] = ratio
     per_source = {}
     for src in dict.fromkeys(es.sources):
@@ -240,11 +286,14 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         "step": run.metadata.get("step"), "framework": framework, "data": es.description,
         "units": es.params["mode"], "preprocessing_params": es.params, "image_size": [size, size],
         "num_images": len(rows), "latent_dtype": latent_dtype, "latent_shape": list(latent_shape),
-        "input_bits_per_pixel": es.input_bits, "compression_ratio": ratio, "ssim_window": ssim_window,
-        "ms_ssim_window": ms_window,
+        "input_bits_per_pixel": es.input_bits, "latent_bits_per_pixel": latent_bpp,
+        "compression_ratio": ratio, "ssim_window": ssim_window,
+        "ms_ssim_window": ms_window, "log_bias_db": log_bias_db(es.params),
+        "clipped_fraction": es.clipped_fraction, "skipped_no_data_patches": es.skipped_patches,
         "ms_ssim_implementation": ("pytorch_msssim.ms_ssim" if framework == "torch"
-                                   else "sar_jax.inference.run.ms_ssim_per_image (JAX port of pytorch_msssim.ms_ssim)"),
+                                   else "sar_jax.metrics.ssim.ms_ssim_per_image (JAX port of pytorch_msssim.ms_ssim)"),
         "notes": _notes(es, ms_window, size),
+        "reference": reference, "comparisons": comparisons,
         "average": average, "per_source": per_source, "per_image": rows,
         "seconds": time.perf_counter() - t0,
     }
@@ -268,96 +317,29 @@ def _notes(es: EvalSet, ms_window: int | None, size: int) -> list[str]:
                      "(needs > 32 px with a 3 px window)")
     elif ms_window != 11:
         notes.append(f"MS-SSIM uses a {ms_window} px Gaussian window (11 needs images > 160 px; these are {size} px)")
-    if es.params["mode"] == "log8":
-        notes.append("log8 input: ENL and mean ratio are computed on the 8-bit log-scaled values (no calibration "
-                     "back to linear units exists for them), so they compare input and reconstruction only")
-    elif es.params["mode"] == "amplitude":
-        notes.append("ENL is computed on intensity (amplitude squared); the mean ratio on amplitude")
-    notes.append("ENL: mean over the 3 lowest-coefficient-of-variation windows of each input image; "
-                 "enl_ratio > 1 means the reconstruction is smoother (despeckled) there")
-    return notes
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float) and abs(v) >= 100:
-        return f"{v:.1f}"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def summary_table(report: dict[str, Any]) -> str:
-    """Markdown table: one row per source plus the average."""
-    head = "| images | n | MSE | PSNR (dB) | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio | CR |"
-    lines = [head, "|" + "---|" * 11]
-    entries = list(report["per_source"].items())
-    if len(entries) > 1 or not entries:
-        entries.append(("**average**", {"num_images": report["num_images"], **report["average"]}))
+    reason = sar_stats.enl_unavailable_reason(es.params["mode"])
+    if reason:
+        notes.append(reason + "; the mean ratio compares the 8-bit values")
     else:
-        entries = [(f"{entries[0][0]} (average)", entries[0][1])]
-    for name, m in entries:
-        lines.append(f"| {name} | {m['num_images']} | {_fmt(m['mse'], 5)} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'])} |"
-                     f" {_fmt(m['ms_ssim'])} | {_fmt(m['enl_input'], 2)} | {_fmt(m['enl_recon'], 2)} |"
-                     f" {_fmt(m['enl_ratio'], 3)} | {_fmt(m['mean_ratio'], 4)} | {report['compression_ratio']:.1f} |")
-    return "\n".join(lines)
-
-
-def markdown_report(report: dict[str, Any]) -> str:
-    """The human-readable report."""
-    p = report["preprocessing_params"]
-    lines = [
-        "# SAR autoencoder evaluation", "",
-        f"- checkpoint: `{report['checkpoint']}` (best, epoch {report['epoch']}), framework **{report['framework']}**",
-        f"- data: {report['data']}; {report['num_images']} images of {report['image_size'][0]} px, units {report['units']}",
-        f"- preprocessing (checkpoint's): mode {p['mode']}, clip [{p['vmin']:.3f}, {p['vmax']:.3f}]"
-        f" ({'8-bit values' if p['mode'] == 'log8' else 'dB'})",
-        f"- latent {report['latent_shape']} {report['latent_dtype']}; input {report['input_bits_per_pixel']} bits/px;"
-        f" compression ratio {report['compression_ratio']:.1f} : 1",
-        f"- SSIM window {report['ssim_window']}; MS-SSIM window {report['ms_ssim_window']}"
-        f" ({report['ms_ssim_implementation']})", "",
-        "## Summary", "", summary_table(report), "",
-        "PSNR, SSIM and MS-SSIM on the normalised [0, 1] values; ENL and mean ratio in the data's units.", "",
-        "## Notes", "", *[f"- {n}" for n in report["notes"]], "",
-        "## Per image", "",
-        "| image | MSE | PSNR | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio |",
-        "|" + "---|" * 9,
-    ]
-    for r in report["per_image"][:MD_MAX_ROWS]:
-        lines.append(f"| {r['name']} | {_fmt(r['mse'], 5)} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'])} | {_fmt(r['ms_ssim'])}"
-                     f" | {_fmt(r['enl_input'], 2)} | {_fmt(r['enl_recon'], 2)} | {_fmt(r['enl_ratio'], 3)}"
-                     f" | {_fmt(r['mean_ratio'], 4)} |")
-    if len(report["per_image"]) > MD_MAX_ROWS:
-        lines.append(f"\n({len(report['per_image']) - MD_MAX_ROWS} more images in report.json)")
-    return "\n".join(lines) + "\n"
-
-
-def save_panels(x: np.ndarray, x_hat: np.ndarray, rows: list[dict[str, Any]], path: Path) -> None:
-    """input | reconstruction | |difference| | histograms of both, one row per image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(x)
-    fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
-    for i in range(n):
-        diff = np.abs(x[i] - x_hat[i])
-        for ax, img, title, vmax in ((axes[i][0], x[i], f"input {rows[i]['name']}", 1.0),
-                                     (axes[i][1], x_hat[i], f"reconstruction {_fmt(rows[i]['psnr'], 2)} dB", 1.0),
-                                     (axes[i][2], diff, f"|difference| (max {diff.max():.2f})", None)):
-            ax.imshow(img, cmap="gray", vmin=0.0, vmax=vmax)
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-        ax = axes[i][3]
-        bins = np.linspace(0, 1, 65)
-        ax.hist(x[i].ravel(), bins=bins, alpha=0.6, label="input")
-        ax.hist(x_hat[i].ravel(), bins=bins, alpha=0.6, label="reconstruction")
-        ax.set_title("histogram (normalised values)", fontsize=8)
-        ax.legend(fontsize=7)
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, format="png")
-    plt.close(fig)
+        if es.params["mode"] == "amplitude":
+            notes.append("ENL is computed on intensity (amplitude squared); the mean ratio on amplitude")
+        notes.append("ENL: pooled over the 25% most homogeneous 16 px windows of each image (chosen on one "
+                     "checkerboard half of their pixels, measured on the other); enl_ratio > 1 means the "
+                     "reconstruction is smoother (despeckled) there")
+    if es.raw is None:
+        notes.append("test split: ENL and mean ratio use the inputs after clipping to the checkpoint's range "
+                     "(the split is stored normalised)")
+    if es.skipped_patches:
+        notes.append(f"{es.skipped_patches} patches holding no-data pixels were left out")
+    for name, frac in es.clipped_fraction.items():
+        notes.append(f"{name}: {100 * frac:.2f}% of its valid pixels lie outside the checkpoint's clip range")
+    if es.params["mode"] in ("intensity", "amplitude"):
+        notes.append(f"mean ratio with the checkpoint's log-domain bias correction ({log_bias_db(es.params):+.2f} dB, "
+                     "fitted on its training split); mean_ratio_uncorrected without it")
+    if es.phase_dropped:
+        notes.append(f"the input is complex ({es.input_bits} bits/px with phase); the phase was dropped, so the "
+                     "compression ratio compares against bits the model never sees")
+    return notes
 
 
 def setup_args() -> argparse.ArgumentParser:
@@ -369,8 +351,15 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--framework", default="jax", choices=("jax", "torch"), help="model implementation to run")
     parser.add_argument("--latent-dtype", default="float16", choices=("float16", "float32"),
                         help="stored latent precision: the decoder sees the latent cast to it (default float16)")
-    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "log8"),
-                        help="what --data values are (default: uint8 -> log8, else the checkpoint's units)")
+    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "db", "log8"),
+                        help="what --data values are (default auto: uint8 -> log8, uint16 -> amplitude, complex -> "
+                             "the checkpoint's units, float from the file's metadata)")
+    parser.add_argument("--allow-clipping", action="store_true",
+                        help="evaluate --data with > 5%% of its pixels outside the checkpoint's clip range")
+    parser.add_argument("--reference", default="input", choices=("input", "clean"),
+                        help="clean: also score against the speckle-free reflectivity (synthetic test split only)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="add boxcar and Lee filter rows (windows 5 and 7) to the despeckling comparison")
     parser.add_argument("--panels", type=int, default=4, help="images shown in panels.png (default 4)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's train.batch_size")
     return parser
@@ -382,9 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.panels < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise SarJaxError("--panels and --batch-size must be positive")
     report = evaluate(args.checkpoint, args.data, args.out, args.framework, args.latent_dtype,
-                      None if args.units == "auto" else args.units, args.panels, args.batch_size)
+                      None if args.units == "auto" else args.units, args.panels, args.batch_size, args.allow_clipping,
+                      args.reference, args.baselines)
     print(f"{report['framework']} evaluation of {report['checkpoint']} (epoch {report['epoch']}) on {report['data']}")
     print(summary_table(report))
+    if report["comparisons"]:
+        print(comparisons_table(report["comparisons"]))
     for note in report["notes"]:
         print(f"note: {note}")
     print(f"wrote {report['out_dir']}/report.json, report.md, panels.png")

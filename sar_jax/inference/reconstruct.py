@@ -1,26 +1,40 @@
-"""Reconstruct a whole SAR scene of any size with a trained autoencoder, tile by tile.
+"""Reconstruct SAR scenes of any size with a trained autoencoder: exactly the whole-scene pass, tile by tile.
 
     python -m sar_jax.reconstruct --checkpoint RUN_DIR --input SCENE --output OUT
-        [--tile 256] [--overlap 32] [--batch-size 16] [--save-latent LATENT.npz]
-    python -m sar_jax.reconstruct --from-latent LATENT.npz --output OUT [--checkpoint RUN_DIR]
+        [--tile 512] [--halo H] [--batch-size 4] [--save-latent Z.tif] [--latent-dtype float16]
+    python -m sar_jax.reconstruct --checkpoint RUN_DIR --input FOLDER_OR_GLOB --output FOLDER
+        [--save-latent-dir DIR] [--num-processes N --process-id I]
+    python -m sar_jax.reconstruct --from-latent Z.tif --output OUT [--checkpoint RUN_DIR]
 
-The scene goes through the checkpoint's preprocessing (dB, clip, [0, 1]) and back through its
-exact inverse, so the output holds the input's units: intensity, amplitude, or an 8-bit
-log-scaled view (written as uint8, rounded and clipped). The output's format follows its
-extension: ``.tif/.tiff`` (float32 or uint8; the input's GeoTIFF/GDAL tags are copied), ``.npy``
-or ``.png`` (8-bit only). Overlapping tiles are blended with raised-cosine weights (see
-:mod:`sar_jax.inference.tiling`); rows are read lazily and written as they are finished.
+One way through, per tile row: read window -> normalize -> model -> crop -> denormalize -> write.
+The output equals one pass of the model over the whole scene padded to a multiple of 16 (see
+:mod:`sar_jax.inference.tiling`); it holds the input's units (intensity, amplitude, or an 8-bit
+log view written as uint8) in the format of its extension (``.tif/.tiff`` keeps the input's CRS,
+transform and tags, ``.npy``, ``.png`` for 8-bit only). No-data input pixels (the raster's nodata
+value, NaN/Inf, exact 0 in linear units) enter the model as one constant per scene (the median
+of the scene's valid normalised values), so they change nothing beyond the model's reach, and
+are written back as no-data (the input's nodata value, else NaN for float outputs).
 
-``--save-latent`` also stores every tile's latent (float16 unless ``--latent-dtype float32``)
-with the tiling, preprocessing, units and the checkpoint's config; ``--from-latent`` decodes it
-back to the scene (the checkpoint defaults to the one recorded in the file).
+``--save-latent`` writes the latent as one GeoTIFF (:mod:`sar_jax.inference.latent`);
+``--from-latent`` decodes one in halo tiles, refusing a checkpoint whose fingerprint differs
+from the one that encoded it unless ``--allow-other-checkpoint``.
+
+Folder or glob ``--input``: every scene gets ``OUTPUT/<name><ext>``; scenes whose outputs exist
+are skipped (outputs are renamed into place only when complete), a failing scene is reported in
+one line and the rest go on, and a summary table ends the run (exit status 1 if any failed).
+``--num-processes N --process-id I`` (else ``SLURM_ARRAY_TASK_COUNT``/``SLURM_ARRAY_TASK_ID``)
+give process I every N-th scene, so an array job shares a folder with no coordination.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import glob
+import os
+import re
+import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,33 +42,27 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from sar_jax.core.cli import process_share
 from sar_jax.core.errors import SarJaxError
-from sar_jax.data.preprocess import denormalize, normalize
-from sar_jax.inference.scene_io import (
-    OUTPUT_EXTENSIONS,
-    SceneWriter,
-    check_output_path,
-    open_scene,
-    write_atomic,
-)
-from sar_jax.inference.tiling import (
-    Blender,
-    TileGrid,
-    batched_apply,
-    check_tiling,
-    input_tiles,
-)
+from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
+from sar_jax.data.readers import SUPPORTED_EXTENSIONS, list_sar_files
+from sar_jax.inference.latent import LATENT_DTYPES, LatentRaster, fingerprint, write_latent
+from sar_jax.inference.recon_report import count, print_summary, summary_table
+from sar_jax.inference.scene_io import SceneWriter, check_output_path, output_name
+from sar_jax.inference.tiling import TileGrid, TileRows, batched_apply, default_halo, read_padded, window_tiles
 
-LATENT_FORMAT = "sar_jax-latent-v1"
+SAMPLE_ROWS = 64  # rows read to estimate the fill value and the clipped fraction before the pass
+DEFAULT_TILE = 512
 
 
 def output_dtype(units: str) -> np.dtype:
     return np.dtype(np.uint8 if units == "log8" else np.float32)
 
 
-def to_units(x01: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """[0, 1] -> the input's units; 8-bit views rounded and clipped to uint8."""
-    values = denormalize(x01, params)
+def to_units(x01: np.ndarray, params: dict[str, Any], bias_correction: bool = True) -> np.ndarray:
+    """[0, 1] -> the input's units (log-domain bias corrected, see :mod:`sar_jax.data.preprocess`);
+    8-bit views rounded and clipped to uint8."""
+    values = denormalize(x01, params, bias_correction=bias_correction)
     if params["mode"] == "log8":
         return np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return values.astype(np.float32)
@@ -64,186 +72,311 @@ def _progress(total: int, enabled: bool, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, unit="tile", disable=None if enabled else True, dynamic_ncols=True)
 
 
-def _check_common(output: str | Path, batch_size: int) -> None:
-    ext = Path(output).suffix.lower()
-    if ext not in OUTPUT_EXTENSIONS:
-        raise SarJaxError(f"--output {output}: unsupported extension '{Path(output).suffix}'; expected one of "
-                          f"{', '.join(OUTPUT_EXTENSIONS)}")
+def _check_args(tile: int, halo: int | None, batch_size: int, latent_dtype: str) -> None:
+    if not isinstance(tile, int) or tile < 16 or tile % 16:
+        raise SarJaxError(f"tile {tile}: expected a positive multiple of 16 (the encoder halves the size 4 times)")
+    if halo is not None and (halo < 0 or halo % 16):
+        raise SarJaxError(f"halo {halo}: expected a non-negative multiple of 16")
     if batch_size < 1:
-        raise SarJaxError(f"--batch-size {batch_size}: expected a positive integer")
+        raise SarJaxError(f"batch_size {batch_size}: expected a positive integer")
+    if latent_dtype not in LATENT_DTYPES:
+        raise SarJaxError(f"latent_dtype {latent_dtype}: expected one of {', '.join(LATENT_DTYPES)}")
 
 
-def _check_latent_path(path: str | Path) -> Path:
-    p = Path(path)
-    if p.suffix.lower() != ".npz":
-        raise SarJaxError(f"--save-latent {p}: expected a .npz file name")
-    if not p.parent.exists():
-        raise SarJaxError(f"--save-latent {p}: folder {p.parent} does not exist")
-    return p
-
-
-def reconstruct_scene(checkpoint: str | Path, input_path: str | Path, output: str | Path, *, tile: int = 256,
-                      overlap: int = 32, batch_size: int = 16, save_latent: str | Path | None = None,
-                      latent_dtype: str = "float16", units: str | None = None, which: str = "best",
-                      band: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Encode and decode ``input_path`` tile by tile into ``output``; returns a summary."""
+def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, tile: int = DEFAULT_TILE,
+                      halo: int | None = None, batch_size: int = 4, save_latent: str | Path | None = None,
+                      latent_dtype: str = "float16", units: str | None = None, band: int | None = None,
+                      allow_clipping: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Encode and decode one scene into ``output`` (and its latent into ``save_latent``); a summary."""
     from sar_jax.inference import run as inference
-    from sar_jax.training import checkpointing
 
-    check_tiling(tile, overlap)
-    _check_common(output, batch_size)
-    if latent_dtype not in inference.LATENT_DTYPES:
-        raise SarJaxError(f"--latent-dtype {latent_dtype}: expected float16 or float32")
-    latent_path = _check_latent_path(save_latent) if save_latent else None
-    if not Path(checkpoint).is_dir():
-        raise SarJaxError(f"--checkpoint {checkpoint}: no such run directory")
-    meta = checkpointing.read_metadata(checkpoint, which)
-    scene = open_scene(input_path, band=band)
-    params = inference.resolve_units(meta["preprocessing_params"], scene.is_8bit, units, f"input {input_path}")
+    _check_args(tile, halo, batch_size, latent_dtype)
+    halo = default_halo(run.config["model"]) if halo is None else halo
+    raster, params = inference.open_input(input_path, run.preprocessing_params, units, band)
     out_path = check_output_path(output, params["mode"])
-    run = inference.load_run(checkpoint, which)
-    grid = TileGrid.create(scene.shape[0], scene.shape[1], tile, overlap)
-    cols = grid.col_indices()
-    linear = params["mode"] != "log8"
+    latent_path = check_output_path(save_latent, "float32", "latent") if save_latent else None
+    if latent_path is not None and latent_path.suffix.lower() not in (".tif", ".tiff"):
+        raise SarJaxError(f"latent {latent_path}: expected a .tif file name (the latent is a GeoTIFF)")
+    h, w = raster.height, raster.width
+    grid = TileGrid.create(h, w, tile, halo)
 
-    def load_band(i: int) -> np.ndarray:
-        raw = scene.read_rows(grid.row_indices(i))[:, cols]
-        if linear and float(raw.min()) < 0:
-            raise SarJaxError(f"input {input_path}: negative values in a {params['mode']} raster; "
-                              "expected linear units >= 0")
-        return normalize(raw, params)[..., None]
+    # one constant for no-data pixels, and the clip check, from a few rows spread over the scene
+    rows = np.unique(np.linspace(0, h - 1, min(h, SAMPLE_ROWS)).round().astype(int))
+    col_step = max(1, w // 4096)
+    parts = [raster.read((int(r), 0, 1, w)) for r in rows]
+    sample = np.concatenate([v[0, ::col_step][m[0, ::col_step]] for v, m in parts])
+    if sample.size == 0:
+        raise SarJaxError(f"input {input_path}: no valid pixel in the rows sampled (all no-data?)")
+    inference.check_clipping(sample, params, f"input {input_path}", allow_clipping)
+    fill = np.float32(np.median(normalize(sample, params)))
 
-    recon = inference.reconstruct_fn(run.model)
+    nodata = raster.nodata if raster.nodata is not None else (np.nan if params["mode"] != "log8" else None)
+    dtype = output_dtype(params["mode"])
+    lo, hi = inference.clip_range(params)
+    stats = {"valid": 0, "invalid": 0, "below": 0, "above": 0, "sum_in": 0.0, "sum_out": 0.0, "sum_raw": 0.0}
+    valid_rows: dict[int, np.ndarray] = {}
+    # mean ratios in linear units: dB values are averaged as intensity
+    linear = (lambda v: 10.0 ** (np.asarray(v, np.float64) / 10)) if params["mode"] == "db" else (lambda v: v)
+    pw = grid.cols.padded
+
+    def read_band(s: int, n: int) -> np.ndarray:
+        values, valid = read_padded(lambda win: np.stack(raster.read(win)), (h, w), (s, s + n), (0, pw))
+        valid = valid > 0
+        x = np.where(valid, normalize(values, params), fill)[..., None]
+        for a, na, sa in grid.rows.tiles():
+            if sa == s and a not in valid_rows:  # this band's output rows: keep their input for stats
+                keep = slice(a - s, a - s + min(na, h - a))
+                valid_rows[a] = (values[keep, :w], valid[keep, :w])
+        return x
+
+    def write_rows(r0: int, block: np.ndarray) -> None:
+        values, valid = valid_rows.pop(r0)
+        out = to_units(block[..., 0], params)
+        stats["valid"] += int(valid.sum())
+        stats["invalid"] += int(valid.size - valid.sum())
+        v_in = values[valid]
+        stats["below"] += int((v_in < lo).sum())
+        stats["above"] += int((v_in > hi).sum())
+        raw_out = to_units(block[..., 0][valid], params, bias_correction=False)
+        for key, v in (("sum_in", v_in), ("sum_out", out[valid]), ("sum_raw", raw_out)):
+            stats[key] += float(linear(v).sum(dtype=np.float64))
+        if nodata is not None:
+            out = np.where(valid, out, np.asarray(nodata, dtype))
+        writer.write(r0, out)
+
+    model_fn = inference.reconstruct_fn(run.model)
     latents = None
     if latent_path is not None:
-        lh, lw = grid.tile_h // 16, grid.tile_w // 16
-        latents = np.zeros((grid.rows, grid.cols, lh, lw, run.config["model"]["latent_channels"]),
-                           inference.LATENT_DTYPES[latent_dtype])
-    writer = SceneWriter(out_path, scene.shape, output_dtype(params["mode"]), scene.geotags)
-    blender = Blender(grid, lambda r0, block: writer.write(r0, to_units(block, params)))
+        latents = np.zeros((grid.rows.padded // 16, pw // 16, run.config["model"]["latent_channels"]), np.float32)
+    tags = dict(raster.tags, UNITS=params["mode"]) if params["mode"] != "log8" else raster.tags
+    writer = SceneWriter(out_path, (h, w), dtype, crs=raster.crs, transform=raster.transform, tags=tags,
+                         nodata=None if nodata is None else float(nodata))
+    images = TileRows(grid, write_rows)
+    codes = TileRows(grid, lambda r0, b: latents.__setitem__(slice(r0, r0 + len(b)), b), scale=16,
+                     height=latents.shape[0] if latents is not None else 0, width=pw // 16)
     t0 = time.perf_counter()
     bar = _progress(grid.num_tiles, progress, "reconstruct")
+    latent_bytes = None
     try:
-        fn = lambda batch: recon(run.variables, batch)  # noqa: E731
-        for (i, j), (x_hat, z) in batched_apply(input_tiles(grid, load_band), fn, batch_size):
-            blender.add(i, j, x_hat[..., 0])
+        fn = lambda batch: model_fn(run.variables, batch)  # noqa: E731
+        for (i, j), (x_hat, z) in batched_apply(window_tiles(grid, read_band), fn, batch_size):
+            images.add(i, j, x_hat)
             if latents is not None:
-                latents[i, j] = z
+                codes.add(i, j, z)
             bar.update(1)
         bar.close()
         if latent_path is not None:
-            info = {"format": LATENT_FORMAT, "grid": grid.to_dict(), "preprocessing_params": params,
-                    "units": params["mode"], "output_dtype": str(output_dtype(params["mode"])),
-                    "latent_dtype": latent_dtype, "config": run.config,
-                    "checkpoint": str(Path(checkpoint).resolve()), "which": which, "epoch": run.epoch,
-                    "input": str(input_path), "input_dtype": scene.source_dtype, "geotags": scene.geotags}
-            write_atomic(latent_path, lambda tmp: np.savez(tmp, z=latents, meta=np.array(json.dumps(info))))
+            tags = {"scene_shape": [h, w], "preprocessing_params": params, "units": params["mode"],
+                    "model_config": run.config["model"], "checkpoint_fingerprint": fingerprint(run.variables),
+                    "checkpoint": str(Path(run.run_dir).resolve()), "which": run.which,
+                    "input": str(input_path), "input_dtype": raster.source_dtype, "nodata": nodata}
+            latent_bytes = write_latent(latent_path, latents, latent_dtype, crs=raster.crs,
+                                        transform=raster.transform, tags=tags)
         path = writer.commit()
     except BaseException:
         bar.close()
         writer.abort()
         raise
-    seconds = time.perf_counter() - t0
-    return {"output": str(path), "shape": list(scene.shape), "units": params["mode"], "tiles": grid.num_tiles,
-            "tile": [grid.tile_h, grid.tile_w], "overlap": overlap, "seconds": seconds,
-            "latent": str(latent_path) if latent_path else None, "lazy_input": scene.lazy}
-
-
-def read_latent(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """``(z, metadata)`` of a latent file written by ``--save-latent``."""
-    p = Path(path)
-    if not p.is_file():
-        raise SarJaxError(f"--from-latent {p}: no such file")
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            z = npz["z"]
-            info = json.loads(str(npz["meta"]))
-    except Exception as exc:
-        raise SarJaxError(f"--from-latent {p}: not a sar_jax latent file ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    if not isinstance(info, dict) or info.get("format") != LATENT_FORMAT:
-        raise SarJaxError(f"--from-latent {p}: not a sar_jax latent file (format {info.get('format')!r})")
-    return z, info
+    if stats["invalid"]:
+        warnings.warn(f"input {input_path}: {stats['invalid']} no-data pixels (nodata value, NaN/Inf or 0) "
+                      "written back as no-data", stacklevel=2)
+    summary = {"input": str(input_path), "output": str(path), "shape": [h, w], "units": params["mode"],
+               "tiles": grid.num_tiles, "tile": tile, "halo": halo, "window": list(grid.window_shape),
+               "compute_ratio": grid.computed_pixels() / (h * w), "seconds": time.perf_counter() - t0,
+               "invalid_pixels": stats["invalid"],
+               "clipped_fraction": (stats["below"] + stats["above"]) / max(1, stats["valid"]),
+               "mean_ratio": stats["sum_out"] / stats["sum_in"] if stats["sum_in"] > 0 else None,
+               "mean_ratio_uncorrected": stats["sum_raw"] / stats["sum_in"] if stats["sum_in"] > 0 else None,
+               "log_bias_db": log_bias_db(params),
+               "input_bits_per_pixel": raster.bits_per_pixel, "phase_dropped": raster.phase_dropped,
+               "latent": str(latent_path) if latent_path else None, "latent_bytes": latent_bytes}
+    if latent_bytes is not None:
+        summary["bpp"] = 8 * latent_bytes / (h * w)
+        summary["compression_ratio"] = raster.bits_per_pixel / summary["bpp"]
+    return summary
 
 
 def decode_latent(latent: str | Path, output: str | Path, *, checkpoint: str | Path | None = None,
-                  batch_size: int = 16, progress: bool = True) -> dict[str, Any]:
-    """Decode a latent file back to the scene in its original units and size."""
+                  tile: int = DEFAULT_TILE, halo: int | None = None, batch_size: int = 4,
+                  allow_other_checkpoint: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Decode a latent GeoTIFF back to the scene in its units and size, in halo tiles."""
     from sar_jax.inference import run as inference
 
-    _check_common(output, batch_size)
-    z, info = read_latent(latent)
-    grid = TileGrid.from_dict(info["grid"])
-    params = info["preprocessing_params"]
-    out_path = check_output_path(output, params["mode"])
-    checkpoint = checkpoint or info["checkpoint"]
-    run = inference.load_run(checkpoint, info.get("which", "best"))
-    expected = (grid.rows, grid.cols, grid.tile_h // 16, grid.tile_w // 16, run.config["model"]["latent_channels"])
-    if tuple(z.shape) != expected:
-        raise SarJaxError(f"--from-latent {latent}: latent shape {tuple(z.shape)} does not fit the tiling and"
-                          f" the checkpoint's model (expected {expected})")
-    if run.config["model"] != info["config"]["model"]:
-        raise SarJaxError(f"--from-latent {latent}: was encoded by a different model than {checkpoint}")
-    decode = inference.decode_fn(run.model)
-    writer = SceneWriter(out_path, (grid.height, grid.width), output_dtype(params["mode"]), info.get("geotags"))
-    blender = Blender(grid, lambda r0, block: writer.write(r0, to_units(block, params)))
-    items = (((i, j), z[i, j]) for i in range(grid.rows) for j in range(grid.cols))
-    t0 = time.perf_counter()
-    bar = _progress(grid.num_tiles, progress, "decode")
-    try:
-        fn = lambda batch: decode(run.variables, batch)  # noqa: E731
-        for (i, j), (x_hat,) in batched_apply(items, fn, batch_size):
-            blender.add(i, j, x_hat[..., 0])
-            bar.update(1)
-        bar.close()
-        path = writer.commit()
-    except BaseException:
-        bar.close()
-        writer.abort()
-        raise
-    return {"output": str(path), "shape": [grid.height, grid.width], "units": params["mode"],
-            "tiles": grid.num_tiles, "seconds": time.perf_counter() - t0}
+    _check_args(tile, halo, batch_size, "float32")
+    with LatentRaster(latent) as lat:
+        info = lat.info
+        params = info["preprocessing_params"]
+        out_path = check_output_path(output, params["mode"])
+        run = inference.load_run(checkpoint or info["checkpoint"], info.get("which", "best"))
+        if run.config["model"] != info["model_config"]:
+            raise SarJaxError(f"latent {latent}: encoded by a model with config {info['model_config']}, not "
+                              f"{run.run_dir}'s {run.config['model']}")
+        if fingerprint(run.variables) != info["checkpoint_fingerprint"] and not allow_other_checkpoint:
+            raise SarJaxError(f"latent {latent}: encoded by checkpoint {info['checkpoint_fingerprint']} but "
+                              f"{run.run_dir} ({run.which}) is {fingerprint(run.variables)}; its decoder would give a "
+                              "different image (pass --allow-other-checkpoint to decode with it anyway)")
+        h, w = info["scene_shape"]
+        grid = TileGrid.create(h, w, tile, default_halo(run.config["model"]) if halo is None else halo)
+        if lat.shape[:2] != (grid.rows.padded // 16, grid.cols.padded // 16):
+            raise SarJaxError(f"latent {latent}: {lat.shape[0]} x {lat.shape[1]} does not match its scene size "
+                              f"{h} x {w} (expected {grid.rows.padded // 16} x {grid.cols.padded // 16})")
+        writer = SceneWriter(out_path, (h, w), output_dtype(params["mode"]), crs=lat.crs,
+                             transform=None if lat.transform is None else lat.transform @ lat.transform.scale(1 / 16))
+        images = TileRows(grid, lambda r0, b: writer.write(r0, to_units(b[..., 0], params)))
+        decode = inference.decode_fn(run.model)
+        t0 = time.perf_counter()
+        bar = _progress(grid.num_tiles, progress, "decode")
+        try:
+            fn = lambda batch: decode(run.variables, batch)  # noqa: E731
+            codes = window_tiles(grid, lambda s, n: lat.read_rows(s // 16, n // 16), scale=16)
+            for (i, j), (x_hat,) in batched_apply(codes, fn, batch_size):
+                images.add(i, j, x_hat)
+                bar.update(1)
+            bar.close()
+            path = writer.commit()
+        except BaseException:
+            bar.close()
+            writer.abort()
+            raise
+    return {"output": str(path), "shape": [h, w], "units": params["mode"], "tiles": grid.num_tiles,
+            "seconds": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------- many scenes
+
+
+def list_scenes(spec: str) -> list[Path]:
+    """A file, the supported files in a folder, or those matching a glob pattern (sorted)."""
+    if any(ch in spec for ch in "*?["):
+        files = sorted(Path(f) for f in glob.glob(spec, recursive=True)
+                       if Path(f).is_file() and Path(f).suffix.lower() in SUPPORTED_EXTENSIONS)
+        if not files:
+            raise SarJaxError(f"--input {spec}: no SAR files match ({', '.join(SUPPORTED_EXTENSIONS)})")
+        return files
+    return list_sar_files(spec)
+
+
+def shard(scenes: list[Path], num_processes: int | None, process_id: int | None) -> tuple[list[Path], int, int]:
+    """Every ``num_processes``-th scene from ``process_id`` (:func:`sar_jax.core.cli.process_share`)."""
+    i, n = process_share(num_processes, process_id)
+    return scenes[i::n], n, i
+
+
+def reconstruct_many(checkpoint: str | Path, inputs: list[Path], out_dir: Path, *, latent_dir: Path | None,
+                     which: str = "best", **kwargs: Any) -> list[dict[str, Any]]:
+    """Reconstruct each scene into ``out_dir`` (skipping finished ones); one failure does not stop the rest."""
+    from sar_jax.inference import run as inference
+
+    for folder, flag in ((out_dir, "--output"), (latent_dir, "--save-latent-dir")):
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SarJaxError(f"{flag} {folder}: cannot create the folder ({exc.strerror})") from None
+        if not os.access(folder, os.W_OK):
+            raise SarJaxError(f"{flag} {folder}: folder is not writable")
+    run = inference.load_run(checkpoint, which)
+    rows = []
+    for scene in inputs:
+        out = out_dir / output_name(scene)
+        latent = latent_dir / f"{scene.stem}.latent.tif" if latent_dir is not None else None
+        if out.exists() and (latent is None or latent.exists()):
+            rows.append({"input": str(scene), "status": "skipped (done)", "output": str(out)})
+            continue
+        try:
+            summary = reconstruct_scene(run, scene, out, save_latent=latent, **kwargs)
+            rows.append({**summary, "status": "ok"})
+        except SarJaxError as exc:
+            print(f"error: {_flag_names(exc)}", file=sys.stderr, flush=True)
+            rows.append({"input": str(scene), "status": "FAILED", "error": _flag_names(exc)})
+    return rows
 
 
 def setup_args() -> argparse.ArgumentParser:
     """Command-line flags."""
     parser = argparse.ArgumentParser(prog="python -m sar_jax.reconstruct", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="sar_jax run directory (its best checkpoint)")
-    parser.add_argument("--input", default=None, help="SAR scene (.tif/.tiff, .npy, .png/.jpg)")
-    parser.add_argument("--output", required=True, help="output file; .tif/.tiff, .npy or .png (8-bit only)")
-    parser.add_argument("--tile", type=int, default=256, help="tile size, a multiple of 16 (default 256)")
-    parser.add_argument("--overlap", type=int, default=32, help="tile overlap in px, < tile/2 (default 32)")
-    parser.add_argument("--batch-size", type=int, default=16, help="tiles per model call (default 16)")
-    parser.add_argument("--save-latent", default=None, metavar="LATENT.npz", help="also store the latents")
-    parser.add_argument("--latent-dtype", default="float16", choices=("float16", "float32"),
-                        help="precision of the stored latents (default float16)")
-    parser.add_argument("--from-latent", default=None, metavar="LATENT.npz",
-                        help="decode a latent file instead of reading --input")
-    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "log8"),
-                        help="what the input's values are (default: uint8 -> log8, else the checkpoint's units)")
+    parser.add_argument("--input", default=None,
+                        help="SAR scene (.tif/.tiff, .npy, .png/.jpg), a folder of them or a glob pattern")
+    parser.add_argument("--output", required=True,
+                        help="output file (.tif/.tiff, .npy, .png for 8-bit), or a folder for several scenes")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help=f"output tile size, a multiple of 16 (default {DEFAULT_TILE})")
+    parser.add_argument("--halo", type=int, default=None,
+                        help="context around each tile in px, a multiple of 16 (default: the model's dependency "
+                             "radius rounded up to 16; 64 for 5x5 kernels)")
+    parser.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
+    parser.add_argument("--save-latent", default=None, metavar="Z.tif", help="also write the latent (one GeoTIFF)")
+    parser.add_argument("--save-latent-dir", default=None, metavar="DIR",
+                        help="folder mode: write each scene's latent as DIR/<name>.latent.tif")
+    parser.add_argument("--latent-dtype", default="float16", choices=LATENT_DTYPES,
+                        help="stored latent precision (default float16; int8 = per-band scale/offset)")
+    parser.add_argument("--from-latent", default=None, metavar="Z.tif", help="decode a latent GeoTIFF instead")
+    parser.add_argument("--allow-other-checkpoint", action="store_true",
+                        help="--from-latent: decode with a checkpoint other than the one that encoded it")
+    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "db", "log8"),
+                        help="what the input's values are (default auto: uint8 -> log8, uint16 -> amplitude, "
+                             "complex -> the checkpoint's units, float from the file's metadata)")
+    parser.add_argument("--allow-clipping", action="store_true",
+                        help="reconstruct inputs with > 5%% of their pixels outside the checkpoint's clip range")
     parser.add_argument("--which", default="best", choices=("best", "latest"), help="checkpoint to use")
     parser.add_argument("--band", type=int, default=None, help="band of a multi-band raster")
+    parser.add_argument("--num-processes", type=int, default=None,
+                        help="split the scenes over N processes (default: SLURM_ARRAY_TASK_COUNT, else 1)")
+    parser.add_argument("--process-id", type=int, default=None,
+                        help="this process's share, 0..N-1 (default: SLURM_ARRAY_TASK_ID, else 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
-    args = setup_args().parse_args(argv)
-    if args.from_latent:
-        if args.input or args.save_latent:
-            raise SarJaxError("--from-latent decodes a latent file: do not give --input or --save-latent")
-        summary = decode_latent(args.from_latent, args.output, checkpoint=args.checkpoint,
-                                batch_size=args.batch_size, progress=not args.quiet)
-    else:
-        if not args.input or not args.checkpoint:
-            raise SarJaxError("give --checkpoint RUN_DIR and --input SCENE (or --from-latent LATENT.npz)")
-        summary = reconstruct_scene(args.checkpoint, args.input, args.output, tile=args.tile, overlap=args.overlap,
-                                    batch_size=args.batch_size, save_latent=args.save_latent,
-                                    latent_dtype=args.latent_dtype, units=args.units, which=args.which,
-                                    band=args.band, progress=not args.quiet)
-    h, w = summary["shape"]
-    print(f"wrote {summary['output']}: {h} x {w} {summary['units']}, {summary['tiles']} tiles,"
-          f" {summary['seconds']:.1f}s" + (f"; latents in {summary['latent']}" if summary.get("latent") else ""))
-    return 0
+    """Entry point (errors name this command's flags: the reader's ``band`` is ``--band`` here)."""
+    try:
+        return _main(setup_args().parse_args(argv))
+    except SarJaxError as exc:
+        raise SarJaxError(_flag_names(exc)) from None
 
+
+def _flag_names(exc: SarJaxError) -> str:
+    """The reader's parameter ``band`` is this command's ``--band``."""
+    text = str(exc).replace("choose one with band (", "choose one with --band (")
+    return re.sub(r": band (\d+) requested", r": --band \1 requested", text)
+
+
+def _main(args: argparse.Namespace) -> int:
+    progress = not args.quiet
+    if args.from_latent:
+        if args.input or args.save_latent or args.save_latent_dir:
+            raise SarJaxError("--from-latent decodes a latent file: do not give --input or --save-latent(-dir)")
+        s = decode_latent(args.from_latent, args.output, checkpoint=args.checkpoint, tile=args.tile, halo=args.halo,
+                          batch_size=args.batch_size, allow_other_checkpoint=args.allow_other_checkpoint,
+                          progress=progress)
+        print(f"wrote {s['output']}: {s['shape'][0]} x {s['shape'][1]} {s['units']}, {count(s['tiles'], 'tile')}, "
+              f"{s['seconds']:.1f}s")
+        return 0
+    if not args.input or not args.checkpoint:
+        raise SarJaxError("give --checkpoint RUN_DIR and --input SCENE (or --from-latent Z.tif)")
+    common = {"tile": args.tile, "halo": args.halo, "batch_size": args.batch_size, "latent_dtype": args.latent_dtype,
+              "units": None if args.units == "auto" else args.units, "band": args.band,
+              "allow_clipping": args.allow_clipping, "progress": progress}
+    single = Path(args.input).is_file() and not Path(args.output).is_dir()
+    if single:
+        if args.save_latent_dir:
+            raise SarJaxError("--save-latent-dir is for a folder or glob --input; give --save-latent Z.tif")
+        from sar_jax.inference import run as inference
+
+        run = inference.load_run(args.checkpoint, args.which)
+        print_summary(reconstruct_scene(run, args.input, args.output, save_latent=args.save_latent, **common))
+        return 0
+    if args.save_latent:
+        raise SarJaxError("--save-latent names one file; with a folder or glob --input use --save-latent-dir DIR")
+    scenes, n, i = shard(list_scenes(args.input), args.num_processes, args.process_id)
+    rows = reconstruct_many(args.checkpoint, scenes, Path(args.output), which=args.which,
+                            latent_dir=Path(args.save_latent_dir) if args.save_latent_dir else None, **common)
+    print(f"process {i} of {n}: {len(rows)} scenes")
+    print(summary_table(rows))
+    failed = [r for r in rows if r["status"] == "FAILED"]
+    if failed:
+        print(f"{len(failed)} of {len(rows)} scenes failed", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,19 +1,12 @@
-"""Shared inference helpers: load a run for inference, jitted encode/decode/reconstruct, units,
-and the evaluation metrics that are not training losses (MS-SSIM, ENL, mean preservation).
-
-MS-SSIM on the JAX side is written here in JAX (:func:`ms_ssim_per_image`), following
-``pytorch_msssim.ms_ssim`` line by line: the same 1-D Gaussian window (sigma 1.5) applied
-separably without padding, K = (0.01, 0.03), five levels weighted (0.0448, 0.2856, 0.3001,
-0.2363, 0.1333), ``relu`` on the contrast terms of levels 1-4 and on the last level's SSIM,
-2x2 average pooling with ``padding = size % 2`` (zeros counted). dm-pix has no MS-SSIM; writing
-it in JAX keeps the JAX evaluation free of torch and jit-compiled on the device, and makes the
-JAX-vs-torch comparison of ``sar_jax.evaluate --framework`` a check of two implementations.
-The tests compare it with pytorch-msssim.
+"""Shared inference helpers: load a run for inference, jitted encode/decode/reconstruct, input units
+and the clip-range check. MS-SSIM lives in :mod:`sar_jax.metrics.ssim`, SAR statistics and bit rates
+in :mod:`sar_jax.metrics.sar_stats`.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +22,8 @@ from sar_jax.nn.models import SARAutoencoder
 from sar_jax.ops.micro_batches import map_micro_batches
 from sar_jax.training import checkpointing
 
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-LATENT_DTYPES = {"float16": np.float16, "float32": np.float32}
-LINEAR_UNITS = ("intensity", "amplitude")
+#: Inputs with more of their valid pixels outside the checkpoint's clip range are refused.
+MAX_CLIPPED = 0.05
 
 
 # --------------------------------------------------------------------------- loading
@@ -52,12 +44,28 @@ class LoadedRun:
     state: Any  # the full restored TrainState (step, optimizer and plateau states, ...)
 
 
+def check_not_torch(path: Path) -> None:
+    """A PyTorch checkpoint (a ``sar_torch_ref`` ``.pt`` file or run directory) gets the exact
+    conversion command to run instead of a dead end."""
+    pt = None
+    if path.is_file() and path.suffix == ".pt":
+        pt = path
+    elif path.is_dir() and not any(p.is_dir() for p in (path / "checkpoints").glob("*")):  # no Orbax steps
+        pt = next((d / name for d in (path / "checkpoints", path) for name in ("best.pt", "last.pt")
+                   if (d / name).is_file()), None)
+    if pt is not None:
+        out = (path if path.is_dir() else path.with_suffix("")).with_name(f"{path.stem}-jax")
+        raise SarJaxError(f"checkpoint {path}: a PyTorch (sar_torch_ref) checkpoint; convert it to a sar_jax run "
+                          f"first: python -m sar_jax.convert --from-torch {pt} --out {out}")
+
+
 def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
     """Restore the ``best`` (or ``latest``) checkpoint of a sar_jax run directory, with the
     config and preprocessing_params it was trained with. Always float32 compute."""
     from sar_jax.training.state import create_train_state
 
     path = Path(run_dir)
+    check_not_torch(path)
     if not path.exists():
         raise SarJaxError(f"checkpoint {path}: no such run directory")
     if not path.is_dir():
@@ -130,182 +138,76 @@ def batched(fn: Callable[[np.ndarray], Any], data: np.ndarray, batch_size: int) 
     return [np.concatenate(parts) for parts in zip(*outs)]
 
 
-# --------------------------------------------------------------------------- units
+# --------------------------------------------------------------------------- units and clipping
 
 
-def resolve_units(params: dict[str, Any], is_8bit: bool, units: str | None = None,
-                  what: str = "input") -> dict[str, Any]:
-    """The preprocessing params to use for an input, with ``mode`` set to the input's units.
+def input_params(params: dict[str, Any], units: str, what: str = "input") -> dict[str, Any]:
+    """The checkpoint's preprocessing params for an input whose values are in ``units``.
 
-    A checkpoint trained on intensity works on amplitude and vice versa: both go through the
-    same dB scale (10 log10 I = 20 log10 A), so only ``mode`` changes. An 8-bit log-scaled view
-    (``log8``) has no known calibration to dB, so it only goes with a ``log8`` checkpoint.
-    ``units`` (intensity, amplitude, log8) overrides what the input's dtype suggests (uint8 ->
-    log8, anything else -> the checkpoint's linear units).
+    Intensity, amplitude and dB share the checkpoint's dB scale (10 log10 I = 20 log10 A), so only
+    ``mode`` changes. An 8-bit log view (``log8``) has no known calibration to dB, so it only goes
+    with a ``log8`` checkpoint and vice versa.
     """
     mode = params["mode"]
-    if units in (None, "auto"):
-        units = "log8" if is_8bit else (mode if mode in LINEAR_UNITS else None)
-        if units is None:
-            raise SarJaxError(f"{what}: the checkpoint was trained on 8-bit log-scaled images (log8) but "
-                              "this input is not 8-bit; pass --units log8 if its values are such a view")
-    if units not in LINEAR_UNITS + ("log8",):
-        raise SarJaxError(f"--units {units}: expected intensity, amplitude or log8")
     if (units == "log8") != (mode == "log8"):
-        trained = "8-bit log-scaled views (log8)" if mode == "log8" else f"linear {mode}"
-        raise SarJaxError(f"{what}: holds {'8-bit log-scaled values (log8)' if units == 'log8' else units} but the "
-                          f"checkpoint was trained on {trained}; there is no calibrated mapping between "
-                          "them (use --units to say what the values are, or a matching checkpoint)")
+        trained = "8-bit log-scaled views (log8)" if mode == "log8" else f"{mode} (a dB scale)"
+        held = "8-bit log-scaled values (log8)" if units == "log8" else units
+        raise SarJaxError(f"{what}: holds {held} but the checkpoint was trained on {trained}; there is no "
+                          "calibrated mapping between them (give the input's units, or use a matching checkpoint)")
     return dict(params, mode=units)
 
 
-# --------------------------------------------------------------------------- MS-SSIM (JAX)
+def open_input(path: str | Path, params: dict[str, Any], units: str | None = None, band: int | None = None,
+               strict: bool = False) -> tuple[Any, dict[str, Any]]:
+    """``(raster, params)``: ``path`` opened through the reader and the checkpoint's params for its units.
+
+    ``units`` None lets the reader decide (uint8 -> log8, uint16 -> amplitude, float from the file's
+    metadata, else an error asking for them); complex and I/Q input then follow the checkpoint:
+    |z|^2 for an intensity (or dB) checkpoint, |z| for an amplitude one.
+    """
+    from sar_jax.data.readers import open_raster
+
+    raster = open_raster(path, band=band, units=units or "auto", strict=strict)
+    if units is None and raster.phase_dropped and params["mode"] == "amplitude":
+        raster = open_raster(path, band=band, units="amplitude", strict=strict)
+    return raster, input_params(params, raster.units, f"input {path}")
 
 
-def ms_ssim_window(size: int, preferred: int = 11) -> int | None:
-    """The largest odd window <= ``preferred`` for which MS-SSIM's 4 downsamplings fit an image
-    whose smaller side is ``size`` (pytorch-msssim requires ``size > (win - 1) * 16``); None when
-    even a 3-pixel window does not fit (smaller than 33 px)."""
-    win = preferred if preferred % 2 else preferred - 1
-    while win >= 3:
-        if size > (win - 1) * 16:
-            return win
-        win -= 2
-    return None
+def clip_range(params: dict[str, Any]) -> tuple[float, float]:
+    """The clip range [vmin, vmax] in the units of ``params["mode"]``."""
+    from sar_jax.data.preprocess import denormalize
+
+    lo, hi = denormalize(np.array([0.0, 1.0], np.float32), params, bias_correction=False)
+    return float(lo), float(hi)
 
 
-def _gauss_1d(size: int, sigma: float = 1.5) -> np.ndarray:
-    coords = np.arange(size, dtype=np.float32) - size // 2
-    g = np.exp(-(coords**2) / (2 * sigma**2)).astype(np.float32)
-    return g / g.sum()
+def _db(values: np.ndarray, units: str) -> np.ndarray:
+    if units in ("db", "log8"):
+        return values
+    return (10 if units == "intensity" else 20) * np.log10(np.maximum(values, 1e-30))
 
 
-def _filter(x: jax.Array, win: jax.Array) -> jax.Array:
-    """Separable valid Gaussian filter of (N, H, W, C), like pytorch-msssim's gaussian_filter."""
-    n, h, w, c = x.shape
-    k = win.shape[0]
-    y = x.transpose(0, 3, 1, 2).reshape(n * c, 1, h, w)
-    if h >= k:
-        y = jax.lax.conv_general_dilated(y, win.reshape(1, 1, k, 1), (1, 1), "VALID",
-                                         precision=jax.lax.Precision.HIGHEST)
-    if w >= k:
-        y = jax.lax.conv_general_dilated(y, win.reshape(1, 1, 1, k), (1, 1), "VALID",
-                                         precision=jax.lax.Precision.HIGHEST)
-    return y.reshape(n, c, y.shape[2], y.shape[3]).transpose(0, 2, 3, 1)
+def _range_text(lo: float, hi: float, units: str) -> str:
+    return f"[{lo:.1f}, {hi:.1f}]" + (" (8-bit levels)" if units == "log8" else " dB")
 
 
-def _ssim_cs(x: jax.Array, y: jax.Array, win: jax.Array, data_range: float) -> tuple[jax.Array, jax.Array]:
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu1, mu2 = _filter(x, win), _filter(y, win)
-    mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    s1 = _filter(x * x, win) - mu1_sq
-    s2 = _filter(y * y, win) - mu2_sq
-    s12 = _filter(x * y, win) - mu12
-    cs_map = (2 * s12 + c2) / (s1 + s2 + c2)
-    ssim_map = ((2 * mu12 + c1) / (mu1_sq + mu2_sq + c1)) * cs_map
-    return jnp.mean(ssim_map, axis=(1, 2)), jnp.mean(cs_map, axis=(1, 2))  # (N, C)
+def check_clipping(values: np.ndarray, params: dict[str, Any], what: str, allow: bool,
+                   max_fraction: float = MAX_CLIPPED) -> float:
+    """The fraction of the valid ``values`` outside the checkpoint's clip range. Above ``max_fraction``
+    (a calibration or units mismatch) a SarJaxError naming both ranges, or a warning when ``allow``."""
+    if values.size == 0:
+        return 0.0
+    lo, hi = clip_range(params)
+    frac = float(np.mean((values < lo) | (values > hi)))
+    if frac > max_fraction:
+        units = params["mode"]
+        p1, p99 = np.percentile(_db(values.astype(np.float64), units), [1, 99])
+        message = (f"{what}: {100 * frac:.1f}% of its pixels fall outside the checkpoint's clip range "
+                   f"{_range_text(params['vmin'], params['vmax'], units)} (the input spans "
+                   f"{_range_text(p1, p99, units)}, 1st-99th percentile): a calibration or units mismatch")
+        if not allow:
+            raise SarJaxError(message + "; pass --allow-clipping to use it anyway")
+        warnings.warn(message, stacklevel=2)
+    return frac
 
 
-def _avg_pool2(x: jax.Array) -> jax.Array:
-    """torch ``avg_pool2d(kernel 2, padding=size % 2)`` with zero padding counted."""
-    ph, pw = x.shape[1] % 2, x.shape[2] % 2
-    x = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    s = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-    return s / 4.0
-
-
-@functools.partial(jax.jit, static_argnames=("win_size", "data_range"))
-def ms_ssim_per_image(x_hat: jax.Array, x: jax.Array, win_size: int = 11,
-                      data_range: float = 1.0) -> jax.Array:
-    """MS-SSIM of each image (N,) of NHWC batches, as ``pytorch_msssim.ms_ssim(size_average=False)``."""
-    size = min(x.shape[1], x.shape[2])
-    if win_size % 2 == 0 or size <= (win_size - 1) * 16:
-        raise ValueError(f"MS-SSIM with win_size {win_size} needs odd windows and images larger than "
-                         f"{(win_size - 1) * 16} px, got {size}")
-    win = jnp.asarray(_gauss_1d(win_size))
-    a, b = x_hat.astype(jnp.float32), x.astype(jnp.float32)
-    mcs = []
-    levels = len(MS_SSIM_WEIGHTS)
-    ssim_pc = None
-    for i in range(levels):
-        ssim_pc, cs = _ssim_cs(a, b, win, data_range)
-        if i < levels - 1:
-            mcs.append(jax.nn.relu(cs))
-            a, b = _avg_pool2(a), _avg_pool2(b)
-    stack = jnp.stack(mcs + [jax.nn.relu(ssim_pc)])  # (levels, N, C)
-    weights = jnp.asarray(MS_SSIM_WEIGHTS, jnp.float32).reshape(-1, 1, 1)
-    return jnp.mean(jnp.prod(stack**weights, axis=0), axis=1)
-
-
-# --------------------------------------------------------------------------- SAR statistics
-
-
-def to_power(linear: np.ndarray, units: str) -> np.ndarray:
-    """Values on which ENL is computed: intensity (amplitude squared); log8 values as they are
-    (an 8-bit log view has no calibration back to linear units)."""
-    v = np.asarray(linear, np.float64)
-    return v * v if units == "amplitude" else v
-
-
-def homogeneous_windows(power: np.ndarray, valid: np.ndarray | None = None, count: int = 3,
-                        window: int | None = None) -> list[tuple[int, int, int]]:
-    """The ``count`` non-overlapping square windows (row, col, size) of lowest coefficient of
-    variation (std / mean) of ``power``; windows with clipped pixels (``valid`` False) are
-    avoided when others exist. Windows are ``min(H, W) // 4`` px (8 to 32), on a half-window grid."""
-    h, w = power.shape
-    size = window or int(np.clip(min(h, w) // 4, 8, 32))
-    size = min(size, h, w)
-    step = max(1, size // 2)
-    cands = []
-    for r in range(0, h - size + 1, step):
-        for c in range(0, w - size + 1, step):
-            block = power[r:r + size, c:c + size]
-            mean = float(block.mean())
-            std = float(block.std())
-            if mean <= 0 or std <= 0:
-                continue
-            clean = valid is None or bool(valid[r:r + size, c:c + size].all())
-            cands.append((not clean, std / mean, r, c))
-    cands.sort()
-    chosen: list[tuple[int, int, int]] = []
-    for _, _, r, c in cands:
-        if all(abs(r - r2) >= size or abs(c - c2) >= size for r2, c2, _ in chosen):
-            chosen.append((r, c, size))
-            if len(chosen) == count:
-                break
-    return chosen
-
-
-def enl(power: np.ndarray, windows: list[tuple[int, int, int]]) -> float | None:
-    """Equivalent number of looks mean^2 / var, averaged over the windows (None without any)."""
-    values = []
-    for r, c, s in windows:
-        block = np.asarray(power[r:r + s, c:c + s], np.float64)
-        var = block.var()
-        if var > 0:
-            values.append(block.mean() ** 2 / var)
-    return float(np.mean(values)) if values else None
-
-
-def sar_statistics(x_lin: np.ndarray, x_hat_lin: np.ndarray, units: str,
-                   valid: np.ndarray | None = None) -> dict[str, Any]:
-    """ENL of input and reconstruction on the input's most homogeneous windows, their ratio
-    (recon / input, > 1 = smoother), and the mean-preservation ratio mean(recon) / mean(input),
-    all in the data's units."""
-    p_in, p_out = to_power(x_lin, units), to_power(x_hat_lin, units)
-    windows = homogeneous_windows(p_in, valid)
-    enl_in, enl_out = enl(p_in, windows), enl(p_out, windows)
-    mean_in = float(np.mean(np.asarray(x_lin, np.float64)))
-    return {
-        "enl_input": enl_in, "enl_recon": enl_out,
-        "enl_ratio": (enl_out / enl_in) if (enl_in and enl_out is not None) else None,
-        "mean_ratio": float(np.mean(np.asarray(x_hat_lin, np.float64))) / mean_in if mean_in > 0 else None,
-        "enl_windows": [list(w) for w in windows],
-    }
-
-
-def compression_ratio(image_shape: tuple[int, int], latent_shape: tuple[int, ...], input_bits: int,
-                      latent_dtype: str) -> float:
-    """Input bits / latent bits at the stored latent precision."""
-    latent_bits = int(np.prod(latent_shape)) * np.dtype(LATENT_DTYPES[latent_dtype]).itemsize * 8
-    return float(image_shape[0] * image_shape[1] * input_bits) / latent_bits

@@ -1,12 +1,12 @@
-"""Whole-scene input and output for inference: lazy row reads, atomic writes, GeoTIFF tags.
+"""Scene input and output for inference: windowed reads, streamed atomic writes, georeferencing.
 
-Input (:func:`open_scene`): a 2-D real ``.npy`` or an uncompressed, memory-mappable TIFF is read
-lazily, rows on demand from a memory map; anything else (PNG/JPEG, compressed or multi-band
-TIFF, complex or I/Q data) is read whole through :func:`sar_jax.data.readers.read_sar`.
-Output (:class:`SceneWriter`): ``.npy`` is written row block by row block straight to disk;
-``.tif/.tiff`` and ``.png`` are assembled in memory (one value per pixel) and written at the
-end. Either way the file first gets a temporary name beside the target and is renamed onto it
-(``os.replace``) only when complete, so a failed run leaves nothing half-written.
+Input is read through :func:`sar_jax.data.readers.open_raster` (windows on demand); this module
+holds the output side. :class:`SceneWriter`: blocks of rows arrive in order; ``.npy`` and ``.tif/.tiff``
+(a tiled, DEFLATE-compressed GeoTIFF written through rasterio, window by window, carrying the
+input's CRS, transform, tags and no-data value) go straight to disk, ``.png`` (8-bit only) is
+assembled in memory. The file gets a temporary name beside the target and is renamed onto it
+(``os.replace``) only when complete, so a failed run leaves nothing half-written; a failed
+write (unwritable folder, disk full) is one :class:`SarJaxError` line naming the file.
 """
 
 from __future__ import annotations
@@ -14,207 +14,146 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sar_jax.core.errors import SarJaxError
-from sar_jax.data.readers import SUPPORTED_EXTENSIONS, TIFF_EXTENSIONS, read_sar
+from sar_jax.core.files import atomic_path, temp_path
 
 OUTPUT_EXTENSIONS = (".tif", ".tiff", ".npy", ".png")
-#: GeoTIFF and GDAL tags passed through from input to output.
-GEO_TAG_CODES = {
-    33550: "ModelPixelScaleTag", 33922: "ModelTiepointTag", 34264: "ModelTransformationTag",
-    34735: "GeoKeyDirectoryTag", 34736: "GeoDoubleParamsTag", 34737: "GeoAsciiParamsTag",
-    42112: "GDAL_METADATA", 42113: "GDAL_NODATA",
-}
-_SAMPLE_ROWS = 256
 
 
-@dataclass
-class Scene:
-    """A single-band scene whose rows can be read on demand (float32, non-finite replaced)."""
-
-    path: str
-    shape: tuple[int, int]
-    is_8bit: bool
-    source_dtype: str
-    read: Callable[[np.ndarray], np.ndarray]  # scene row indices -> (len, W) raw values
-    lazy: bool
-    fill: float  # replaces NaN/Inf
-    geotags: list[list[Any]] = field(default_factory=list)  # [code, dtype, count, value]
-
-    def read_rows(self, rows: np.ndarray) -> np.ndarray:
-        data = np.asarray(self.read(rows), dtype=np.float32)
-        bad = ~np.isfinite(data)
-        if bad.any():
-            data = np.where(bad, np.float32(self.fill), data)
-        return data
+def output_name(input_path: str | Path, suffix: str = "") -> str:
+    """The output file name of a scene in folder mode: its name, ``suffix``, its extension (JPEG -> PNG)."""
+    p = Path(input_path)
+    ext = ".png" if p.suffix.lower() in (".jpg", ".jpeg") else p.suffix
+    return f"{p.stem}{suffix}{ext}"
 
 
-def tiff_geotags(path: str | Path) -> list[list[Any]]:
-    """The GeoTIFF/GDAL tags of the first page as ``[code, datatype, count, value]`` (JSON-able)."""
-    import tifffile
-
-    out = []
-    try:
-        with tifffile.TiffFile(path) as tif:
-            for tag in tif.pages[0].tags.values():
-                if tag.code in GEO_TAG_CODES:
-                    value = tag.value
-                    if isinstance(value, bytes):
-                        value = value.decode("latin-1")
-                    elif isinstance(value, (tuple, list, np.ndarray)):
-                        value = [v.item() if hasattr(v, "item") else v for v in value]
-                    out.append([int(tag.code), int(tag.dtype), int(tag.count), value])
-    except Exception as exc:
-        raise SarJaxError(f"{path}: cannot read TIFF tags ({type(exc).__name__}: {exc})") from None
-    return out
-
-
-def _lazy_array(path: Path) -> np.ndarray | None:
-    """A read-only memory map of a 2-D real array, or None when the file is not mappable so."""
-    try:
-        if path.suffix.lower() == ".npy":
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        else:
-            import tifffile
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                arr = tifffile.memmap(path, mode="r")
-    except Exception:
-        return None
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.dtype.kind not in "biuf" or arr.size == 0:
-        return None
-    return arr
-
-
-def _fill_value(sample: np.ndarray, path: Path, strict: bool) -> float:
-    finite = np.isfinite(sample)
-    if finite.all():
-        return float(np.median(sample))
-    if strict:
-        raise SarJaxError(f"{path}: NaN/Inf pixels (data.strict is true)")
-    if not finite.any():
-        raise SarJaxError(f"{path}: every sampled pixel is NaN/Inf")
-    warnings.warn(f"{path}: NaN/Inf pixels replaced by the median of the finite ones", stacklevel=3)
-    return float(np.median(sample[finite]))
-
-
-def open_scene(path: str | Path, band: int | None = None, strict: bool = False) -> Scene:
-    """Open a SAR scene for tiled inference (see the module docstring for what is lazy)."""
-    p = Path(path)
-    if not p.is_file():
-        raise SarJaxError(f"input {p}: no such file")
-    ext = p.suffix.lower()
-    if ext not in SUPPORTED_EXTENSIONS:
-        raise SarJaxError(f"input {p}: unsupported extension '{p.suffix}'; expected one of "
-                          f"{', '.join(SUPPORTED_EXTENSIONS)}")
-    geotags = tiff_geotags(p) if ext in TIFF_EXTENSIONS else []
-    arr = _lazy_array(p) if ext in (".npy",) + TIFF_EXTENSIONS and band in (None, 0) else None
-    if arr is not None:
-        h, w = arr.shape
-        step = max(1, h // _SAMPLE_ROWS)
-        sample = np.asarray(arr[::step], np.float32)
-        fill = _fill_value(sample, p, strict)
-        is_8bit = arr.dtype == np.uint8
-        return Scene(str(p), (h, w), is_8bit, str(arr.dtype), lambda rows: arr[rows], True, fill, geotags)
-    image = read_sar(p, band=band, strict=strict)
-    data = image.data
-    return Scene(str(p), data.shape, image.kind == "log8", image.meta.get("dtype", "uint8"),
-                 lambda rows: data[rows], False, 0.0, geotags)
-
-
-def check_output_path(path: str | Path, units: str) -> Path:
+def check_output_path(path: str | Path, units: str, what: str = "output") -> Path:
     """The output's format comes from its extension; PNG holds only 8-bit (log8) values."""
     p = Path(path)
     ext = p.suffix.lower()
     if ext not in OUTPUT_EXTENSIONS:
-        raise SarJaxError(f"--output {p}: unsupported extension '{p.suffix}'; expected one of "
+        raise SarJaxError(f"{what} {p}: unsupported extension '{p.suffix}'; expected one of "
                           f"{', '.join(OUTPUT_EXTENSIONS)}")
     if ext == ".png" and units != "log8":
-        raise SarJaxError(f"--output {p}: PNG holds 8-bit values but the output is {units} (float); "
-                          "use .tif or .npy")
-    if not p.parent.exists():
-        raise SarJaxError(f"--output {p}: folder {p.parent} does not exist")
+        raise SarJaxError(f"{what} {p}: PNG holds 8-bit values but the output is {units} (float); use .tif or .npy")
+    if not p.parent.is_dir():
+        raise SarJaxError(f"{what} {p}: folder {p.parent} does not exist")
     if p.is_dir():
-        raise SarJaxError(f"--output {p}: is a directory")
+        raise SarJaxError(f"{what} {p}: is a directory")
+    if not os.access(p.parent, os.W_OK):
+        raise SarJaxError(f"{what} {p}: folder {p.parent} is not writable")
     return p
 
 
-def temp_path(path: Path) -> Path:
-    """A hidden name beside ``path`` with the same extension."""
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+def write_error(path: Path, exc: BaseException) -> SarJaxError:
+    """One line for a failed write of ``path`` (OSError: its strerror, e.g. 'No space left on device')."""
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200] or type(exc).__name__
+    return SarJaxError(f"output {path}: cannot write ({reason})")
+
+
+def geotiff_profile(dtype: Any, shape: tuple[int, int], count: int = 1, **extra: Any) -> dict[str, Any]:
+    """A tiled, DEFLATE-compressed GeoTIFF profile (predictor 2 for integers, 3 for floats)."""
+    dt = np.dtype(dtype)
+    tiled = shape[0] >= 256 and shape[1] >= 256
+    profile = {"driver": "GTiff", "height": shape[0], "width": shape[1], "count": count, "dtype": dt.name,
+               "compress": "deflate", "predictor": 3 if dt.kind == "f" else 2, "tiled": tiled}
+    if tiled:
+        profile.update(blockxsize=256, blockysize=256)
+    if shape[0] * shape[1] * count * dt.itemsize > 3 << 30:
+        profile["BIGTIFF"] = "YES"
+    profile.update(extra)
+    return profile
 
 
 class SceneWriter:
     """Receives row blocks (in order) and writes the output atomically on :meth:`commit`."""
 
-    def __init__(self, path: str | Path, shape: tuple[int, int], dtype: Any,
-                 geotags: list[list[Any]] | None = None) -> None:
+    def __init__(self, path: str | Path, shape: tuple[int, int], dtype: Any, *, crs: Any = None,
+                 transform: Any = None, tags: dict[str, str] | None = None, nodata: float | None = None) -> None:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
-        self.geotags = geotags or []
         self.tmp = temp_path(self.path)
         self.ext = self.path.suffix.lower()
         self.rows_written = 0
-        self._file = None
-        self._array = None
-        if self.ext == ".npy":
-            self._file = open(self.tmp, "wb")
-            np.lib.format.write_array_header_2_0(
-                self._file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                             "shape": self.shape})
-        else:
-            self._array = np.zeros(self.shape, self.dtype)
+        self._file: Any = None
+        self._array: np.ndarray | None = None
+        try:
+            if self.ext == ".npy":
+                self._file = open(self.tmp, "wb")
+                np.lib.format.write_array_header_2_0(
+                    self._file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                                 "shape": self.shape})
+            elif self.ext in (".tif", ".tiff"):
+                import rasterio
+
+                profile = geotiff_profile(self.dtype, self.shape, crs=crs, transform=transform, nodata=nodata)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # NotGeoreferencedWarning
+                    self._file = rasterio.open(self.tmp, "w", **profile)
+                if tags:
+                    self._file.update_tags(**tags)
+            else:
+                self._array = np.zeros(self.shape, self.dtype)
+        except (OSError, Exception) as exc:
+            self.abort()
+            raise write_error(self.path, exc) from None
 
     def write(self, r0: int, block: np.ndarray) -> None:
         if r0 != self.rows_written:
             raise RuntimeError(f"rows written out of order ({r0} after {self.rows_written})")
         block = np.ascontiguousarray(block, dtype=self.dtype)
-        if self._file is not None:
-            self._file.write(block.tobytes())
-        else:
-            self._array[r0:r0 + len(block)] = block
+        try:
+            if self._array is not None:
+                self._array[r0:r0 + len(block)] = block
+            elif self.ext == ".npy":
+                self._file.write(block.tobytes())
+            else:
+                from rasterio.windows import Window
+
+                self._file.write(block, 1, window=Window(0, r0, block.shape[1], block.shape[0]))
+        except Exception as exc:
+            self.abort()
+            raise write_error(self.path, exc) from None
         self.rows_written += len(block)
 
     def commit(self) -> Path:
         if self.rows_written != self.shape[0]:
             raise RuntimeError(f"{self.rows_written} of {self.shape[0]} rows written")
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        elif self.ext in (".tif", ".tiff"):
-            import tifffile
+        try:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            else:
+                from PIL import Image
 
-            extratags = [(code, dtype, 0 if dtype == 2 else count,
-                          tuple(value) if isinstance(value, list) else value, True)
-                         for code, dtype, count, value in self.geotags]
-            tifffile.imwrite(self.tmp, self._array, photometric="minisblack", extratags=extratags)
-        else:
-            from PIL import Image
-
-            Image.fromarray(self._array).save(self.tmp, format="PNG")
-        os.replace(self.tmp, self.path)
+                Image.fromarray(self._array).save(self.tmp, format="PNG")
+            os.replace(self.tmp, self.path)
+        except Exception as exc:
+            self.abort()
+            raise write_error(self.path, exc) from None
         return self.path
 
     def abort(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except Exception:  # closing a file on a full disk fails too; it is removed next
+                pass
             self._file = None
         self.tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename onto ``path``; the temp file is removed on failure."""
-    tmp = temp_path(path)
+    """``write(tmp)`` then rename onto ``path`` (:func:`sar_jax.core.files.atomic_path`); a failed
+    write is one line naming ``path``."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except OSError as exc:
+        raise write_error(path, exc) from None

@@ -1,128 +1,137 @@
-"""Overlapping tiles over a scene of any size, blended seamlessly and streamed row by row.
+"""Exact tiling: a scene of any size through a fully convolutional model, tile by tile, with the
+result of one whole-scene pass.
 
-Geometry (:class:`TileGrid`), per axis: the scene is reflected outward by ``margin =
-overlap // 2`` pixels (so its edges lie inside tiles, away from the zero padding of the
-convolutions) and by whatever more the last tile needs. Tiles of ``tile`` px step by ``tile -
-overlap``. An axis that fits one tile (scene + 2 margins <= tile) gets a single tile shrunk to
-the next multiple of 16, so a 100 x 37 scene is not computed as 256 x 256.
-
-Blending: every tile's reconstruction is multiplied by a separable raised-cosine window that
-ramps over the ``overlap`` pixels at each end and never reaches 0; sums of weight * recon and of
-weights are accumulated and divided. Across an overlap the two ramps sum to exactly 1, so
-neighbouring tiles cross-fade without a visible seam.
-
-Streaming: tiles arrive in row-major order; a rolling buffer holds only one row of tiles
-(``tile x padded width``) and hands each finished band of scene rows to a writer, so memory
-does not grow with the scene's height.
+The reference is the scene padded once (reflection at the bottom and right) to a multiple of 16
+and run through the model in one call. Per axis (:class:`AxisTiles`), output tiles of ``tile`` px
+start on the 16-px latent grid; each is computed from a window reaching ``halo`` px beyond it on
+both sides, shifted inward (by multiples of 16) where it would leave the padded scene, so a window
+edge is either the padded scene's own edge (the convolutions then see exactly the zero padding of
+the whole-scene pass) or at least ``halo`` px from every output pixel kept. With ``halo`` at
+least the model's dependency radius (:func:`dependency_radius`) the kept pixels equal the
+whole-scene pass up to float32 rounding; nothing is blended. All windows of a scene have one
+shape (one compiled model call); an axis that fits ``tile + 2 * halo`` or two tiles is one window
+(at most ``max(tile + 2 * halo, 2 * tile)`` px), and the
+first and last tiles of an axis are ``tile + halo`` long (their outer side needs no halo), so the
+default 512 px tiles with a 64 px halo compute 1.56x the pixels of a 20000 x 20000 scene.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from sar_jax.core.errors import SarJaxError
 
-MIN_WEIGHT = 1e-3
+GRID = 16  # the encoder's total stride: tiles and windows start on multiples of it
 
 
-def check_tiling(tile: int, overlap: int) -> None:
-    """Tile a positive multiple of 16; 0 <= overlap < tile / 2."""
-    if not isinstance(tile, int) or tile < 16 or tile % 16:
-        raise SarJaxError(f"--tile {tile}: expected a positive multiple of 16 (the encoder halves the"
-                          " size 4 times)")
-    if not isinstance(overlap, int) or overlap < 0 or 2 * overlap >= tile:
-        raise SarJaxError(f"--overlap {overlap}: expected 0 <= overlap < tile / 2 = {tile / 2:g}")
+def dependency_radius(kernel_size: int, depth: int) -> int:
+    """Largest distance (px) between an output pixel of the autoencoder and an input pixel it
+    depends on: ``depth`` stride-2 convolutions (padding ``kernel_size // 2``) followed by
+    ``depth`` stride-2 transposed convolutions, traced back from every output phase."""
+    p = kernel_size // 2
+    radius = 0
+    stride = 2**depth
+    for o in range(stride):  # the receptive field depends on the output's phase on the latent grid
+        lo = hi = o
+        for _ in range(depth):  # transposed conv: o = 2 i - p + t, t in [0, k)
+            lo, hi = math.ceil((lo + p - (kernel_size - 1)) / 2), (hi + p) // 2
+        for _ in range(depth):  # conv: y[i] reads x[2 i - p + t]
+            lo, hi = 2 * lo - p, 2 * hi - p + kernel_size - 1
+        radius = max(radius, o - lo, hi - o)
+    return radius
 
 
-def _ceil16(n: int) -> int:
-    return max(16, -(-n // 16) * 16)
+def default_halo(model_cfg: dict[str, Any], downsampling: int = GRID) -> int:
+    """The model's dependency radius rounded up to the 16-px grid (64 for the 5x5 models)."""
+    radius = dependency_radius(int(model_cfg.get("kernel_size", 5)), int(math.log2(downsampling)))
+    return -(-radius // GRID) * GRID
 
 
-def _axis(length: int, tile: int, overlap: int, margin: int) -> tuple[int, int, int]:
-    """(tile size, tile count, padded length) along one axis."""
-    need = length + 2 * margin
-    if need <= tile:
-        size = _ceil16(need)
-        return size, 1, size
-    stride = tile - overlap
-    count = math.ceil((need - tile) / stride) + 1
-    return tile, count, (count - 1) * stride + tile
+def check_tiling(tile: int, halo: int) -> None:
+    """Tile a positive multiple of 16, halo a non-negative multiple of 16."""
+    if not isinstance(tile, int) or tile < GRID or tile % GRID:
+        raise SarJaxError(f"tile {tile}: expected a positive multiple of 16 (the encoder halves the size 4 times)")
+    if not isinstance(halo, int) or halo < 0 or halo % GRID:
+        raise SarJaxError(f"halo {halo}: expected a non-negative multiple of 16 (tiles stay on the latent grid)")
+
+
+@dataclass(frozen=True)
+class AxisTiles:
+    """Output tiles and their input windows along one axis (padded coordinates = scene coordinates)."""
+
+    length: int  # scene pixels
+    tile: int
+    halo: int
+
+    @property
+    def padded(self) -> int:
+        """The scene's length padded to a multiple of 16."""
+        return -(-self.length // GRID) * GRID
+
+    @property
+    def single(self) -> bool:
+        """The axis is one window: it fits ``tile + 2 * halo``, or two tiles (then one window of the
+        whole axis computes less than two windows with halos)."""
+        return self.padded <= max(self.tile + 2 * self.halo, 2 * self.tile)
+
+    @property
+    def window(self) -> int:
+        """Window length (the same for every tile)."""
+        return self.padded if self.single else self.tile + 2 * self.halo
+
+    @property
+    def max_tile(self) -> int:
+        """The longest output tile (the first and last may be ``tile + halo``: one side is the scene's edge)."""
+        return max(n for _, n, _ in self.tiles())
+
+    def tiles(self) -> list[tuple[int, int, int]]:
+        """``(out_start, out_len, win_start)`` per tile; all multiples of 16. The first and last tiles
+        reach ``tile + halo`` px (their windows need a halo on the inner side only), the rest ``tile``."""
+        if self.single:
+            return [(0, self.padded, 0)]
+        spans = [(0, self.tile + self.halo)]
+        a = self.tile + self.halo
+        while self.padded - a > self.tile + self.halo:
+            spans.append((a, self.tile))
+            a += self.tile
+        spans.append((a, self.padded - a))
+        return [(a, n, min(max(a - self.halo, 0), self.padded - self.window)) for a, n in spans]
 
 
 @dataclass(frozen=True)
 class TileGrid:
-    """Where the tiles of a ``height x width`` scene lie (padded coordinates: scene pixel (r, c)
-    is padded pixel (r + margin, c + margin))."""
+    """The 2-D tiling of a ``height x width`` scene."""
 
-    height: int
-    width: int
-    tile: int
-    overlap: int
-    margin: int
-    tile_h: int
-    tile_w: int
-    rows: int
-    cols: int
-    padded_h: int
-    padded_w: int
+    rows: AxisTiles
+    cols: AxisTiles
 
     @classmethod
-    def create(cls, height: int, width: int, tile: int = 256, overlap: int = 32) -> TileGrid:
-        check_tiling(tile, overlap)
+    def create(cls, height: int, width: int, tile: int, halo: int) -> TileGrid:
+        check_tiling(tile, halo)
         if height < 1 or width < 1:
             raise SarJaxError(f"empty scene ({height} x {width})")
-        margin = overlap // 2
-        th, rows, ph = _axis(height, tile, overlap, margin)
-        tw, cols, pw = _axis(width, tile, overlap, margin)
-        return cls(height, width, tile, overlap, margin, th, tw, rows, cols, ph, pw)
+        return cls(AxisTiles(height, tile, halo), AxisTiles(width, tile, halo))
 
     @property
-    def stride_h(self) -> int:
-        return self.tile_h - self.overlap
+    def window_shape(self) -> tuple[int, int]:
+        return self.rows.window, self.cols.window
 
     @property
-    def stride_w(self) -> int:
-        return self.tile_w - self.overlap
+    def padded_shape(self) -> tuple[int, int]:
+        return self.rows.padded, self.cols.padded
 
     @property
     def num_tiles(self) -> int:
-        return self.rows * self.cols
+        return len(self.rows.tiles()) * len(self.cols.tiles())
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TileGrid:
-        grid = cls.create(int(d["height"]), int(d["width"]), int(d["tile"]), int(d["overlap"]))
-        if grid.to_dict() != {k: int(v) for k, v in d.items() if k in grid.to_dict()}:
-            raise SarJaxError("latent file: its tiling metadata is inconsistent")
-        return grid
-
-    def row_indices(self, i: int) -> np.ndarray:
-        """Scene rows (reflected) of tile row ``i``."""
-        start = i * self.stride_h
-        return reflect_index(np.arange(start, start + self.tile_h) - self.margin, self.height)
-
-    def col_indices(self) -> np.ndarray:
-        """Scene columns (reflected) of the whole padded width."""
-        return reflect_index(np.arange(self.padded_w) - self.margin, self.width)
-
-    def window(self) -> np.ndarray:
-        """The (tile_h, tile_w) blending weights."""
-        return np.outer(blend_window(self.tile_h, self.overlap if self.rows > 1 else 0),
-                        blend_window(self.tile_w, self.overlap if self.cols > 1 else 0))
-
-    def border_positions(self, axis: int) -> list[int]:
-        """Scene coordinates where tiles start or end along ``axis`` (0 rows, 1 cols), inside the scene."""
-        n, t, s, length = ((self.rows, self.tile_h, self.stride_h, self.height) if axis == 0
-                           else (self.cols, self.tile_w, self.stride_w, self.width))
-        pos = {k * s - self.margin for k in range(1, n)} | {k * s + t - self.margin for k in range(n - 1)}
-        return sorted(p for p in pos if 0 < p < length)
+    def computed_pixels(self) -> int:
+        """Pixels the model computes (windows, halos included)."""
+        return self.num_tiles * self.rows.window * self.cols.window
 
 
 def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
@@ -134,28 +143,29 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx >= n, period - idx, idx)
 
 
-def blend_window(size: int, overlap: int) -> np.ndarray:
-    """1-D weights: raised-cosine ramps over ``overlap`` px at both ends, 1 between, >= MIN_WEIGHT.
+def read_padded(read: Callable[[tuple[int, int, int, int]], np.ndarray], shape: tuple[int, int],
+                rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """Rows ``[r0, r1)`` x cols ``[c0, c1)`` of the scene reflection-padded beyond ``shape``, from
+    ``read((r0, c0, h, w))`` of the bounding window of the scene pixels they need (one read; the
+    last two axes of what it returns are rows and columns)."""
+    ri = reflect_index(np.arange(*rows), shape[0])
+    ci = reflect_index(np.arange(*cols), shape[1])
+    r0, c0 = int(ri.min()), int(ci.min())
+    block = read((r0, c0, int(ri.max()) - r0 + 1, int(ci.max()) - c0 + 1))
+    if ri[-1] - ri[0] == len(ri) - 1 and ci[-1] - ci[0] == len(ci) - 1:  # inside the scene: no copy
+        return block
+    return block[..., (ri - r0)[:, None], (ci - c0)[None, :]]
 
-    ``ramp[k] = (1 - cos(pi (k + 0.5) / overlap)) / 2``, so ``ramp[k] + ramp[overlap - 1 - k] = 1``.
-    """
-    w = np.ones(size, np.float64)
-    if overlap > 0:
-        k = np.arange(overlap)
-        ramp = 0.5 - 0.5 * np.cos(np.pi * (k + 0.5) / overlap)
-        w[:overlap] = ramp
-        w[size - overlap:] = ramp[::-1]
-    return np.maximum(w, MIN_WEIGHT).astype(np.float32)
 
-
-def input_tiles(grid: TileGrid, load_band: Callable[[int], np.ndarray]) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
-    """``((i, j), tile)`` in row-major order; ``load_band(i)`` returns tile row i's padded band
-    (tile_h, padded_w), read lazily one tile row at a time."""
-    for i in range(grid.rows):
-        band = load_band(i)
-        for j in range(grid.cols):
-            c0 = j * grid.stride_w
-            yield (i, j), band[:, c0:c0 + grid.tile_w]
+def window_tiles(grid: TileGrid, read_band: Callable[[int, int], np.ndarray], scale: int = 1
+                 ) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+    """``((i, j), window)`` in row-major order; ``read_band(s, n)`` returns padded rows ``[s, s + n)``
+    over the whole padded width, read once per tile row. ``scale``: the bands' resolution relative
+    to the scene (16 for latents; ``s`` and ``n`` stay in scene pixels)."""
+    for i, (_, _, s) in enumerate(grid.rows.tiles()):
+        band = read_band(s, grid.rows.window)
+        for j, (_, _, sc) in enumerate(grid.cols.tiles()):
+            yield (i, j), band[:, sc // scale:(sc + grid.cols.window) // scale]
 
 
 def batched_apply(items: Iterable[tuple[Any, np.ndarray]], fn: Callable[[np.ndarray], Any],
@@ -185,48 +195,45 @@ def batched_apply(items: Iterable[tuple[Any, np.ndarray]], fn: Callable[[np.ndar
         yield from flush()
 
 
-class Blender:
-    """Accumulates reconstructed tiles (row-major) and emits finished scene rows in order."""
+class TileRows:
+    """Crops computed windows to their output tiles and hands each finished band of scene rows
+    (tile rows in order, the padding cropped off) to ``write_rows(r0, block)``.
 
-    def __init__(self, grid: TileGrid, write_rows: Callable[[int, np.ndarray], None]) -> None:
+    ``scale`` is the resolution of what is assembled relative to the scene (1: images, 16:
+    latents); blocks are ``(rows, cols, ...)``."""
+
+    def __init__(self, grid: TileGrid, write_rows: Callable[[int, np.ndarray], None], scale: int = 1,
+                 height: int | None = None, width: int | None = None) -> None:
         self.grid = grid
         self.write_rows = write_rows
-        self.weights = grid.window()
-        self.acc = np.zeros((grid.tile_h, grid.padded_w), np.float32)
-        self.wsum = np.zeros((grid.tile_h, grid.padded_w), np.float32)
-        self.row = 0  # tile row the buffer starts at
-        self.done_in_row = 0
+        self.scale = scale
+        self.height = height if height is not None else grid.rows.length
+        self.width = width if width is not None else grid.cols.length
+        self.row_tiles, self.col_tiles = grid.rows.tiles(), grid.cols.tiles()
+        self.buffer: np.ndarray | None = None
+        self.row = 0
+        self.done = 0
 
-    def add(self, i: int, j: int, tile: np.ndarray) -> None:
-        g = self.grid
-        if i != self.row or self.done_in_row != j:
+    def add(self, i: int, j: int, window: np.ndarray) -> None:
+        if i != self.row or j != self.done:
             raise RuntimeError(f"tile ({i}, {j}) out of row-major order")
-        c0 = j * g.stride_w
-        self.acc[:, c0:c0 + g.tile_w] += self.weights * tile.reshape(g.tile_h, g.tile_w)
-        self.wsum[:, c0:c0 + g.tile_w] += self.weights
-        self.done_in_row += 1
-        if self.done_in_row == g.cols:
-            self._finish_row()
-
-    def _finish_row(self) -> None:
-        g = self.grid
-        last = self.row == g.rows - 1
-        n_final = g.tile_h if last else g.stride_h
-        p0 = self.row * g.stride_h  # padded row of buffer row 0
-        s0, s1 = max(p0, g.margin), min(p0 + n_final, g.margin + g.height)
-        if s1 > s0:
-            block = (self.acc[s0 - p0:s1 - p0, g.margin:g.margin + g.width]
-                     / self.wsum[s0 - p0:s1 - p0, g.margin:g.margin + g.width])
-            self.write_rows(s0 - g.margin, block)
-        if not last:
-            keep = g.tile_h - g.stride_h
-            self.acc[:keep] = self.acc[g.stride_h:]
-            self.wsum[:keep] = self.wsum[g.stride_h:]
-            self.acc[keep:] = 0
-            self.wsum[keep:] = 0
-        self.row += 1
-        self.done_in_row = 0
+        k = self.scale
+        a, n, s = self.row_tiles[i]
+        ac, nc, sc = self.col_tiles[j]
+        if self.buffer is None:
+            self.buffer = np.empty((self.grid.rows.max_tile // k, self.grid.cols.padded // k) + window.shape[2:],
+                                   window.dtype)
+        self.buffer[:n // k, ac // k:(ac + nc) // k] = window[(a - s) // k:(a - s + n) // k,
+                                                              (ac - sc) // k:(ac - sc + nc) // k]
+        self.done += 1
+        if self.done == len(self.col_tiles):
+            r0 = a // k
+            rows = min(n // k, self.height - r0)
+            if rows > 0:
+                self.write_rows(r0, self.buffer[:rows, :self.width])
+            self.row += 1
+            self.done = 0
 
     @property
     def finished(self) -> bool:
-        return self.row == self.grid.rows
+        return self.row == len(self.row_tiles)

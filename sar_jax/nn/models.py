@@ -20,69 +20,45 @@ from sar_jax.nn.layers import BatchNorm, StridedConv, TransposedConv
 Dtype = Any
 
 
-class ConvBlock(nn.Module):
-    """Conv2d 5x5 stride 2 (no bias) + BatchNorm + LeakyReLU."""
+class Block(nn.Module):
+    """A 5x5 stride-2 layer (no bias) + BatchNorm + activation, the reference's two block kinds:
+    ``ConvBlock`` (``Conv2d`` + LeakyReLU, parameters under ``conv``) and, with ``transposed``,
+    ``DeconvBlock`` (``ConvTranspose2d`` k5 s2 p2 op1 + ReLU, parameters under ``deconv``)."""
 
     features: int
     negative_slope: float
     dtype: Dtype = jnp.float32
+    transposed: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = StridedConv(self.features, negative_slope=self.negative_slope, dtype=self.dtype, name="conv")(x)
+        layer, name = (TransposedConv, "deconv") if self.transposed else (StridedConv, "conv")
+        x = layer(self.features, negative_slope=self.negative_slope, dtype=self.dtype, name=name)(x)
         x = BatchNorm(dtype=self.dtype, name="bn")(x, train)
-        return nn.leaky_relu(x, self.negative_slope)
+        return nn.relu(x) if self.transposed else nn.leaky_relu(x, self.negative_slope)
 
 
-class DeconvBlock(nn.Module):
-    """ConvTranspose2d k5 s2 p2 op1 (no bias) + BatchNorm + ReLU."""
-
-    features: int
-    negative_slope: float
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = TransposedConv(self.features, negative_slope=self.negative_slope, dtype=self.dtype,
-                           name="deconv")(x)
-        x = BatchNorm(dtype=self.dtype, name="bn")(x, train)
-        return nn.relu(x)
-
-
-class Encoder(nn.Module):
-    """Three ConvBlocks (b, 2b, 4b channels) and a plain strided conv to the latent."""
-
-    base_channels: int
-    latent_channels: int
-    negative_slope: float
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        b = self.base_channels
-        for i, width in enumerate((b, 2 * b, 4 * b)):
-            x = ConvBlock(width, self.negative_slope, self.dtype, name=f"block{i}")(x, train)
-        return StridedConv(self.latent_channels, use_bias=True, negative_slope=self.negative_slope,
-                           dtype=self.dtype, name="final")(x)
-
-
-class Decoder(nn.Module):
-    """Three DeconvBlocks (4b, 2b, b channels) and a plain transposed conv + sigmoid."""
+class Stack(nn.Module):
+    """Three Blocks and a plain 5x5 stride-2 layer with bias: the encoder (b, 2b, 4b channels, then
+    a conv to ``out_channels`` latent channels) or, with ``transposed``, the decoder (4b, 2b, b
+    channels, then a transposed conv to ``out_channels`` image channels and a sigmoid)."""
 
     base_channels: int
     out_channels: int
     negative_slope: float
     dtype: Dtype = jnp.float32
+    transposed: bool = False
 
     @nn.compact
-    def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         b = self.base_channels
-        x = z
-        for i, width in enumerate((4 * b, 2 * b, b)):
-            x = DeconvBlock(width, self.negative_slope, self.dtype, name=f"block{i}")(x, train)
-        x = TransposedConv(self.out_channels, use_bias=True, negative_slope=self.negative_slope,
-                           dtype=self.dtype, name="final")(x)
-        return nn.sigmoid(x.astype(jnp.float32))
+        widths = (4 * b, 2 * b, b) if self.transposed else (b, 2 * b, 4 * b)
+        for i, width in enumerate(widths):
+            x = Block(width, self.negative_slope, self.dtype, self.transposed, name=f"block{i}")(x, train)
+        final = TransposedConv if self.transposed else StridedConv
+        x = final(self.out_channels, use_bias=True, negative_slope=self.negative_slope, dtype=self.dtype,
+                  name="final")(x)
+        return nn.sigmoid(x.astype(jnp.float32)) if self.transposed else x
 
 
 class SARAutoencoder(nn.Module):
@@ -99,8 +75,8 @@ class SARAutoencoder(nn.Module):
     dtype: Dtype = jnp.float32
 
     def setup(self) -> None:
-        self.encoder = Encoder(self.base_channels, self.latent_channels, self.negative_slope, self.dtype)
-        self.decoder = Decoder(self.base_channels, self.in_channels, self.negative_slope, self.dtype)
+        self.encoder = Stack(self.base_channels, self.latent_channels, self.negative_slope, self.dtype)
+        self.decoder = Stack(self.base_channels, self.in_channels, self.negative_slope, self.dtype, transposed=True)
 
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         z = self.encoder(x, train)

@@ -4,13 +4,12 @@ results are the whole batch's up to float32 rounding: XLA may block a conv diffe
 One XLA:CPU execution over a whole batch maps fresh memory for all of its temporaries on every
 call (~15 MB per 256x256 image for this model, paid again as page faults each call), and the
 activations stream through memory rather than cache. Running the same jitted function over
-micro-batches of about two 256x256 images (``jax.lax.map``) reuses one small set of buffers.
-Measured on the 2-core CPU, baseline model, eval mode: batch 8 at 256x256 200 -> 170 ms,
-batch 32 989 -> 635 ms, batch 8 at 512x512 984 -> 679 ms (outputs bitwise identical); small
-images gain nothing (quickstart's 64x64: 3.7 -> 4.0 ms), so they stay whole. GPUs want the
-whole batch, and a batch sharded over several devices must not be re-split, so other
-platforms and multi-device runs always get the whole batch. The same rule, with a budget in
-activation elements, sizes the batch chunks of each convolution in :mod:`sar_jax.nn.layers`.
+micro-batches of about two 256x256 images (``jax.lax.map``) reuses one small set of buffers
+(outputs bitwise identical; measurements in ``benchmarks/results/ANALYSIS.md``); small images
+gain nothing, so they stay whole. GPUs want the whole batch, and a batch sharded over several
+devices must not be re-split, so other platforms and multi-device runs always get the whole
+batch. The same rule, with a budget in activation elements, sizes the batch chunks of each
+convolution in :mod:`sar_jax.ops.conv`.
 """
 
 from __future__ import annotations

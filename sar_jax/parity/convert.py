@@ -1,16 +1,14 @@
-"""Convert weights and checkpoints between ``sar_torch_ref`` (PyTorch) and ``sar_jax`` (Flax).
-
-Usage::
-
-    python -m sar_jax.convert --from-torch CKPT.pt --out RUN_DIR [--overwrite]
-    python -m sar_jax.convert --to-torch RUN_DIR --out MODEL.pt [--which best|latest]
+"""Convert model weights between ``sar_torch_ref`` (PyTorch state_dicts) and ``sar_jax`` (Flax variables).
 
 The conversion is a fixed table (:func:`conversion_table`): every torch state_dict key maps to
 one Flax variable path with a fixed axis permutation, because the Flax layers keep PyTorch's
-plain 5x5 parameter layout (see :mod:`sar_jax.nn.layers`):
+plain 5x5 parameter layout (see :mod:`sar_jax.nn.layers`); whole checkpoints are converted by
+:mod:`sar_jax.parity.checkpoints`:
 
-- ``Conv2d`` weight ``(out, in, 5, 5)`` <-> ``StridedConv`` kernel ``(5, 5, in, out)``: ``W.transpose(2, 3, 1, 0)``
-- ``ConvTranspose2d`` weight ``(in, out, 5, 5)`` <-> ``TransposedConv`` kernel ``(5, 5, in, out)``: ``W.transpose(2, 3, 0, 1)``
+- ``Conv2d`` weight ``(out, in, 5, 5)`` <-> ``StridedConv`` kernel ``(5, 5, in, out)``:
+  ``W.transpose(2, 3, 1, 0)``
+- ``ConvTranspose2d`` weight ``(in, out, 5, 5)`` <-> ``TransposedConv`` kernel ``(5, 5, in, out)``:
+  ``W.transpose(2, 3, 0, 1)``
 - ``BatchNorm2d`` weight/bias <-> ``bn/scale``/``bn/bias`` (params); running_mean/running_var
   <-> ``bn/mean``/``bn/var`` (batch_stats); biases are copied unchanged.
 - ``num_batches_tracked`` has no Flax variable: it equals the number of training steps, so a
@@ -18,23 +16,14 @@ plain 5x5 parameter layout (see :mod:`sar_jax.nn.layers`):
 
 Permutations of float32 arrays are exact, so torch -> JAX -> torch is bit-exact. Any missing,
 unexpected or mis-shaped key raises ONE :class:`SarJaxError` listing them all.
-
-A converted run directory holds ``config.json``, an Orbax checkpoint (the torch checkpoint's
-epoch; keyed by its step = ``num_batches_tracked``) with fresh Adam moments, and the torch run's LR-plateau and early-stopping
-counters, so ``sar_jax.train --resume`` continues it; the torch run's ``training.log`` is copied
-when the checkpoint lies in a run directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
-import json
-import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -280,197 +269,3 @@ def flax_to_torch(variables: Mapping[str, Any], num_batches_tracked: int = 0,
             arr = arr.transpose(np.argsort(perm))
         out[e.torch_key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
     return out
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _plateau_from_torch(scheduler_sd: Any, lr: float, template: Any) -> Any:
-    """The torch ReduceLROnPlateau state as an optax reduce_on_plateau state (same counters:
-    torch reduces when num_bad_epochs > patience, optax, built with patience + 1, when its
-    plateau_count reaches patience + 1, so the counts are the same number)."""
-    import jax.numpy as jnp
-
-    try:
-        last_lr = float(scheduler_sd["_last_lr"][0])
-        return template._replace(
-            scale=jnp.asarray(last_lr / lr, template.scale.dtype),
-            best_value=jnp.asarray(float(scheduler_sd["best"]), template.best_value.dtype),
-            plateau_count=jnp.asarray(int(scheduler_sd["num_bad_epochs"]), jnp.int32),
-            cooldown_count=jnp.asarray(int(scheduler_sd["cooldown_counter"]), jnp.int32))
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
-        warnings.warn("the checkpoint's scheduler state is unreadable; the LR plateau starts fresh",
-                      stacklevel=3)
-        return template
-
-
-def _log_val_loss(run_dir: Path, epoch: int) -> float | None:
-    from sar_jax.core.rundir import read_log
-
-    try:
-        records = read_log(run_dir)
-    except SarJaxError:
-        return None
-    for r in records:
-        if r.get("epoch") == epoch and isinstance(r.get("val_loss"), (int, float)):
-            return float(r["val_loss"])
-    return None
-
-
-def _torch_run_dir(ckpt: Path) -> Path | None:
-    parent = ckpt.resolve().parent
-    if parent.name == "checkpoints" and (parent.parent / "training.log").is_file():
-        return parent.parent
-    return None
-
-
-def from_torch(ckpt_path: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
-    """A ``sar_torch_ref`` checkpoint -> a ``sar_jax`` run directory; returns it."""
-    import jax.numpy as jnp
-
-    from sar_jax.core.config import config_from_dict
-    from sar_jax.core.rundir import prepare_run_dir, read_log
-    from sar_jax.nn.models import SARAutoencoder
-    from sar_jax.training import checkpointing
-    from sar_jax.training.state import create_train_state
-    from sar_torch_ref.training.checkpoint import load_checkpoint, versions
-
-    ckpt_path, out = Path(ckpt_path), Path(out)
-    if ckpt_path.is_dir():
-        hint = " (a run directory? give its checkpoints/best.pt or checkpoints/last.pt)"
-        raise SarJaxError(f"--from-torch {ckpt_path}: is a directory{hint}; expected a .pt checkpoint file")
-    if out.exists() and not out.is_dir():
-        raise SarJaxError(f"--out {out}: is a file; expected a run directory to create")
-    ckpt = load_checkpoint(ckpt_path)
-    config = config_from_dict(ckpt["config"], f"checkpoint {ckpt_path}")
-    variables = torch_to_flax(ckpt["model"], config["model"], what=f"checkpoint {ckpt_path}")
-    model = SARAutoencoder.from_config(config["model"])
-    state = create_train_state(model, config, variables)
-    try:
-        epoch = int(ckpt["epoch"])
-        best = float(ckpt["best_val_loss"])
-        bad_epochs = int(ckpt["early_stopping"]["bad_epochs"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SarJaxError(f"checkpoint {ckpt_path}: bad epoch / best_val_loss / early_stopping field "
-                          f"({type(exc).__name__}: {exc})") from None
-    if epoch < 0:
-        raise SarJaxError(f"checkpoint {ckpt_path}: epoch {epoch} < 0")
-    state = state.replace(
-        step=jnp.asarray(num_batches_tracked(ckpt["model"]), jnp.int32),
-        epoch=jnp.asarray(epoch, jnp.int32),
-        best_val_loss=jnp.asarray(best, jnp.float32),
-        epochs_without_improvement=jnp.asarray(bad_epochs, jnp.int32),
-        plateau_state=_plateau_from_torch(ckpt["scheduler"], config["train"]["lr"], state.plateau_state))
-    torch_run = _torch_run_dir(ckpt_path)
-    val_loss: float | None = best if int(ckpt.get("best_epoch", -1)) == epoch else None
-    if val_loss is None and torch_run is not None:
-        val_loss = _log_val_loss(torch_run, epoch)
-    if val_loss is None or not math.isfinite(val_loss):
-        val_loss = best if math.isfinite(best) else 0.0
-    out = prepare_run_dir(out, config, resume=False, overwrite=overwrite)
-    if torch_run is not None and torch_run.resolve() != out.resolve():
-        records = [r for r in read_log(torch_run) if r.get("epoch", 0) <= epoch]
-        (out / "training.log").write_text("".join(json.dumps(r) + "\n" for r in records))
-    metadata = {"config": config, "preprocessing_params": ckpt["preprocessing_params"], "epoch": epoch,
-                "step": int(state.step), "val_loss": val_loss, "best_val_loss": best,
-                "versions": checkpointing.library_versions(), "framework": "jax",
-                "converted_from": {"path": str(ckpt_path), "framework": "torch",
-                                   "versions": ckpt.get("versions", versions())}}
-    manager = checkpointing.make_manager(out)
-    # keyed by the global training step, as sar_jax.train keys its checkpoints
-    checkpointing.save(manager, int(state.step), state, metadata, val_loss)
-    manager.close()
-    return out
-
-
-def _best_epoch(run_dir: Path, epoch: int, which: str) -> int:
-    from sar_jax.core.rundir import read_log
-
-    try:
-        records = [r for r in read_log(run_dir) if r.get("epoch", 0) <= epoch
-                   and isinstance(r.get("val_loss"), (int, float))]
-    except SarJaxError:
-        records = []
-    if records:
-        return int(min(records, key=lambda r: r["val_loss"])["epoch"])
-    return epoch if which == "best" else 0
-
-
-def to_torch(run_dir: str | Path, out: str | Path, *, which: str = "best") -> Path:
-    """The ``which`` (best / latest) checkpoint of a ``sar_jax`` run -> a ``sar_torch_ref``
-    checkpoint file at ``out`` (the dict ``sar_torch_ref.training.checkpoint`` reads, Adam
-    moments fresh, LR and plateau / early-stopping counters carried); returns ``out``."""
-    import torch
-
-    from sar_jax.inference.run import load_run
-    from sar_torch_ref.models.autoencoder import SARAutoencoder as TorchAutoencoder
-    from sar_torch_ref.training.checkpoint import save_checkpoint, versions
-
-    run_dir, out = Path(run_dir), Path(out)
-    if run_dir.is_file():
-        raise SarJaxError(f"--to-torch {run_dir}: is a file; expected a sar_jax run directory "
-                          "(holding config.json and checkpoints/)")
-    if not run_dir.is_dir():
-        raise SarJaxError(f"--to-torch {run_dir}: no such run directory")
-    if out.is_dir():
-        raise SarJaxError(f"--out {out}: is a directory; expected the .pt file to write")
-    run = load_run(run_dir, which)
-    config, state, meta = run.config, run.state, run.metadata
-    state_dict = flax_to_torch(run.variables, int(state.step), config["model"], what=f"{run_dir} ({which})")
-    torch_model = TorchAutoencoder(config["model"])
-    torch_model.load_state_dict(state_dict, strict=True)  # cannot fail after the checks above
-    train_cfg = config["train"]
-    scale = float(state.plateau_state.scale)
-    lr = train_cfg["lr"] * scale
-    optimizer = torch.optim.Adam(torch_model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=train_cfg["lr_factor"], patience=train_cfg["lr_patience"])
-    epoch = int(state.epoch)
-    scheduler.best = float(state.plateau_state.best_value)
-    scheduler.num_bad_epochs = int(state.plateau_state.plateau_count)
-    scheduler.cooldown_counter = int(state.plateau_state.cooldown_count)
-    scheduler.last_epoch = epoch
-    scheduler._last_lr = [lr]
-    best = float(state.best_val_loss)
-    meta_best = meta.get("best_val_loss")
-    if isinstance(meta_best, (int, float)) and np.float32(meta_best) == np.float32(best):
-        best = float(meta_best)  # the float64 value the state's float32 copy was rounded from
-    checkpoint = {"model": state_dict, "optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val_loss": best,
-                  "best_epoch": _best_epoch(run_dir, epoch, which),
-                  "early_stopping": {"best": best, "bad_epochs": int(state.epochs_without_improvement)},
-                  "config": config, "config_name": run_dir.resolve().name,
-                  "preprocessing_params": meta.get("preprocessing_params"), "versions": versions()}
-    save_checkpoint(out, checkpoint)
-    return out
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def setup_args() -> argparse.ArgumentParser:
-    """Command-line flags."""
-    parser = argparse.ArgumentParser(
-        prog="python -m sar_jax.convert",
-        description="Convert checkpoints between sar_torch_ref (PyTorch) and sar_jax (JAX/Flax).")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from-torch", metavar="CKPT.pt", help="sar_torch_ref checkpoint to convert to a run dir")
-    src.add_argument("--to-torch", metavar="RUN_DIR", help="sar_jax run directory to convert to a .pt file")
-    parser.add_argument("--out", required=True, help="run directory (--from-torch) or .pt file (--to-torch)")
-    parser.add_argument("--which", choices=("best", "latest"), default="best",
-                        help="--to-torch: which checkpoint of the run (default best)")
-    parser.add_argument("--overwrite", action="store_true", help="--from-torch: replace a run already in --out")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    args = setup_args().parse_args(argv)
-    if args.from_torch is not None:
-        out = from_torch(args.from_torch, args.out, overwrite=args.overwrite)
-        print(f"wrote sar_jax run directory {out}")
-    else:
-        out = to_torch(args.to_torch, args.out, which=args.which)
-        print(f"wrote sar_torch_ref checkpoint {out}")
-    return 0
-

@@ -6,25 +6,33 @@ Usage::
 
 Writes ``DIR/parity_report.json``, ``DIR/parity_report.md`` (check, quantity, tolerance,
 observed, pass) and ``DIR/lockstep.png``; exits 1 if any check fails. The checks themselves live
-in :mod:`sar_jax.parity.checks` (shared with ``tests/parity``).
+in one module per family (:mod:`~sar_jax.parity.forward`, :mod:`~sar_jax.parity.losses`,
+:mod:`~sar_jax.parity.gradients`, :mod:`~sar_jax.parity.optimizer`, :mod:`~sar_jax.parity.plateau`,
+:mod:`~sar_jax.parity.lockstep`, :mod:`~sar_jax.parity.roundtrip`), shared with ``tests/parity``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sar_jax.core.errors import SarJaxError
-from sar_jax.parity import checks as pc
-
-DEFAULT_SAR_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "sar"
+from sar_jax.core.files import write_json_atomic, write_text_atomic
+from sar_jax.core.paths import SHARED_SAR_DIR
+from sar_jax.parity.forward import check_forward
+from sar_jax.parity.gradients import check_gradients
+from sar_jax.parity.lockstep import check_lockstep, lockstep, plot_lockstep
+from sar_jax.parity.losses import check_losses, check_ssim
+from sar_jax.parity.optimizer import check_optimizer
+from sar_jax.parity.plateau import check_plateau
+from sar_jax.parity.roundtrip import check_checkpoint_roundtrip, check_trained_psnr
+from sar_jax.parity.rows import failures
 
 NOTES = """\
 ## Notes
@@ -91,23 +99,23 @@ def run_all(out: Path, size: int = 256, steps: int = 50, sar_dir: Path | None = 
         log(f"{label}: {extra['timings'][label]} s")
         return result
 
-    rows += run("1 forward", pc.check_forward, size=size)
-    rows += run("2 SSIM", pc.check_ssim, sar_dir)
-    rows += run("2 losses", pc.check_losses, sar_dir)
-    rows += run("3 gradients", pc.check_gradients)
-    rows += run("4 optimizer", pc.check_optimizer)
-    rows += run("5 plateau", pc.check_plateau)
-    lock = run("6 lockstep", pc.lockstep, steps)
-    rows += pc.check_lockstep(result=lock)
-    pc.plot_lockstep(lock, out / "lockstep.png")
-    lock_fast = run("6 lockstep lr 1e-3", pc.lockstep, steps, lr=1e-3)
-    rows += pc.check_lockstep(result=lock_fast, info_only=True)
+    rows += run("1 forward", check_forward, size=size)
+    rows += run("2 SSIM", check_ssim, sar_dir)
+    rows += run("2 losses", check_losses, sar_dir)
+    rows += run("3 gradients", check_gradients)
+    rows += run("4 optimizer", check_optimizer)
+    rows += run("5 plateau", check_plateau)
+    lock = run("6 lockstep", lockstep, steps)
+    rows += check_lockstep(result=lock)
+    plot_lockstep(lock, out / "lockstep.png")
+    lock_fast = run("6 lockstep lr 1e-3", lockstep, steps, lr=1e-3)
+    rows += check_lockstep(result=lock_fast, info_only=True)
     extra["lockstep"] = {k: v for k, v in lock.items()}
     extra["lockstep_lr_1e-3"] = {k: v for k, v in lock_fast.items()}
     if training:
         with tempfile.TemporaryDirectory(prefix="sar_parity_") as tmp:
-            rows += run("7 checkpoint round trip", pc.check_checkpoint_roundtrip, Path(tmp) / "roundtrip")
-            rows += run("8 trained PSNR", pc.check_trained_psnr, Path(tmp) / "psnr")
+            rows += run("7 checkpoint round trip", check_checkpoint_roundtrip, Path(tmp) / "roundtrip")
+            rows += run("8 trained PSNR", check_trained_psnr, Path(tmp) / "psnr")
     return rows, extra
 
 
@@ -118,7 +126,8 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=256, help="image size of the forward check (multiple of 16)")
     parser.add_argument("--steps", type=int, default=50, help="lockstep training steps")
     parser.add_argument("--sar-dir", default=None,
-                        help=f"folder of real SAR PNGs for the SSIM check (default {DEFAULT_SAR_DIR}, skipped if absent)")
+                        help=f"folder of real SAR PNGs for the SSIM check (default {SHARED_SAR_DIR}, "
+                             "skipped if absent)")
     parser.add_argument("--skip-training", action="store_true",
                         help="skip checks 7 and 8 (tiny training runs through the CLIs)")
     return parser
@@ -131,11 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SarJaxError(f"--size {args.size}: expected a positive multiple of 16")
     if args.steps < 1:
         raise SarJaxError(f"--steps {args.steps}: expected >= 1")
-    sar_dir = Path(args.sar_dir) if args.sar_dir else DEFAULT_SAR_DIR
+    sar_dir = Path(args.sar_dir) if args.sar_dir else SHARED_SAR_DIR
     if not sar_dir.is_dir() or not any(sar_dir.glob("*.png")):
         if args.sar_dir:
             raise SarJaxError(f"--sar-dir {sar_dir}: no folder of PNG files")
-        print(f"warning: {sar_dir} not found; the SSIM check uses synthetic pairs only", file=sys.stderr)
+        warnings.warn(f"{sar_dir} not found; the SSIM check uses synthetic pairs only", stacklevel=2)
         sar_dir = None
     out = Path(args.out)
     try:
@@ -151,10 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = {"versions": {"jax": jax.__version__, "torch": str(torch.__version__), "python": platform.python_version()},
             "seconds": time.perf_counter() - t0, "size": args.size, "steps": args.steps,
             "sar_dir": str(sar_dir) if sar_dir else None}
-    failed = pc.failures(rows)
+    failed = failures(rows)
     report = {"passed": not failed, "meta": meta, "rows": rows, **extra}
-    (out / "parity_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "parity_report.md").write_text(markdown(rows, meta))
+    write_json_atomic(out / "parity_report.json", report)
+    write_text_atomic(out / "parity_report.md", markdown(rows, meta))
     print(f"{len(rows) - len(failed)}/{len(rows)} rows pass; report in {out}/parity_report.md")
     for r in failed:
         print(f"FAILED: {r['check']}: {r['quantity']}: observed {r['observed']:.3g}, tolerance {r['tolerance']}")

@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
@@ -48,19 +49,22 @@ def make_manager(run_dir: str | Path, *, read_only: bool = False) -> ocp.Checkpo
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, best_fn=lambda m: m["val_loss"], best_mode="min",
         create=not read_only, read_only=read_only, enable_async_checkpointing=False)
-    handlers = {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
+    handlers = {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler(),
+                "data": grain.checkpoint.CheckpointHandler()}
     return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, metadata: dict[str, Any],
-         val_loss: float | None) -> None:
+         val_loss: float | None, data_iterator: grain.DatasetIterator | None = None) -> None:
     """Save the full state and metadata under the global training ``step`` (atomic: Orbax
     writes a temporary folder and commits it by rename). ``val_loss`` is None for a mid-epoch
-    checkpoint written on interruption (it never competes for "best")."""
+    checkpoint written on interruption (it never competes for "best"); that one also holds the
+    epoch's ``data_iterator`` state (Grain's checkpoint handler: one JSON file per process)."""
     metrics = None if val_loss is None else {"val_loss": float(val_loss)}
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               metadata=ocp.args.JsonSave(metadata)),
-                 metrics=metrics, force=True)
+    items = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
+    if data_iterator is not None:
+        items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
     manager.wait_until_finished()
 
 
@@ -83,8 +87,10 @@ def _check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state: Any
         return
     def key(path: tuple) -> str:
         return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-    stored_shapes = {key(p): tuple(getattr(v, "shape", ())) for p, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
-    wanted = {key(p): tuple(getattr(v, "shape", ())) for p, v in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+    def shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+        return {key(p): tuple(getattr(v, "shape", ())) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    stored_shapes, wanted = shapes(stored), shapes(abstract_state)
     bad = [f"{k}: checkpoint {stored_shapes[k]} vs model {wanted[k]}" for k in wanted
            if k in stored_shapes and stored_shapes[k] != wanted[k]]
     if bad:
@@ -116,6 +122,15 @@ def restore(run_dir: str | Path, abstract_state: Any, which: str = "latest",
         raise SarJaxError(f"{checkpoint_dir(run_dir)}/{step}: cannot restore the checkpoint "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
     return restored["state"], dict(restored["metadata"])
+
+
+def restore_data_iterator(manager: ocp.CheckpointManager, step: int, iterator: grain.DatasetIterator) -> None:
+    """Move a fresh epoch ``iterator`` to where the mid-epoch checkpoint of ``step`` stopped."""
+    try:
+        manager.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator)))
+    except Exception as exc:
+        raise SarJaxError(f"{manager.directory}/{step}: cannot restore the data pipeline's position "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
 
 
 def read_metadata(run_dir: str | Path, which: str = "best") -> dict[str, Any]:

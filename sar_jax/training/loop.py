@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,19 +27,20 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from sar_jax.core import tb
-from sar_jax.core.cli import add_train_args
+from sar_jax.core.cli import add_train_args, flag_names
 from sar_jax.core.config import load_config, resume_config, validate
 from sar_jax.core.early_stopping import EarlyStopping
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.rundir import (
     append_log,
     default_run_dir,
+    latest_run_dir,
     prepare_run_dir,
     read_log,
     truncate_log,
 )
 from sar_jax.core.visualize import save_reconstructions_png
-from sar_jax.data.batching import BatchIterator
+from sar_jax.data.grain_pipeline import PatchLoader
 from sar_jax.data.pipeline import build_datasets, make_loaders
 from sar_jax.nn.models import SARAutoencoder
 from sar_jax.training import checkpointing, distributed
@@ -53,7 +55,7 @@ def compute_dtype(config: dict[str, Any]) -> Any:
     return jnp.bfloat16 if config["train"]["dtype"] == "bfloat16" else jnp.float32
 
 
-def evaluate(eval_step: Any, state: TrainState, loader: BatchIterator, mesh: Mesh) -> dict[str, float]:
+def evaluate(eval_step: Any, state: TrainState, loader: PatchLoader, mesh: Mesh) -> dict[str, float]:
     """Average over images of the per-image loss, mse, ssim and psnr (padding rows dropped)."""
     parts = [eval_step(state, distributed.shard_batch(batch, mesh)) for batch in loader.epoch(0)]
     host = distributed.to_host(parts)
@@ -119,6 +121,7 @@ class EpochProgress:
     batches: int = 0
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_TRAIN_METRICS, 0.0))
     seconds: float = 0.0
+    data_wait_seconds: float = 0.0  # time the loop waited for the data pipeline
 
     def add(self, metrics: list[dict[str, Any]]) -> None:
         """Accumulate a chunk of per-step metrics."""
@@ -133,15 +136,27 @@ class EpochProgress:
         return {k: v / max(self.batches, 1) for k, v in self.sums.items()}
 
 
-def train_epoch(steps: dict[str, Any], state: TrainState, loader: BatchIterator, mesh: Mesh, epoch: int,
-                run_dir: Path, progress: bool, done: EpochProgress,
+def _timed(batches: Iterator[np.ndarray], done: EpochProgress) -> Iterator[np.ndarray]:
+    """``batches``, adding the time spent waiting for each to ``done.data_wait_seconds``."""
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        done.data_wait_seconds += time.perf_counter() - t0
+        if batch is None:
+            return
+        yield batch
+
+
+def train_epoch(steps: dict[str, Any], state: TrainState, loader: PatchLoader, batches: Iterator[np.ndarray],
+                mesh: Mesh, epoch: int, run_dir: Path, progress: bool, done: EpochProgress,
                 signals: list[int]) -> tuple[TrainState, EpochProgress]:
-    """The rest of one pass over the training split (from batch ``done.batches``); returns at
-    the end of the epoch, or early (with ``signals`` non-empty) after the step in flight."""
+    """The rest of one pass over the training split (``batches``: the epoch's data iterator, from batch
+    ``done.batches`` on); returns at the end of the epoch, or early (with ``signals`` non-empty) after
+    the step in flight."""
     t0 = time.perf_counter() - done.seconds
     pending: list[dict[str, Any]] = []
     first_step = distributed.scalar(state.step)
-    bar = tqdm(loader.epoch(epoch, start=done.batches), total=len(loader), initial=done.batches,
+    bar = tqdm(_timed(batches, done), total=len(loader), initial=done.batches,
                desc=f"epoch {epoch}", leave=False, disable=not (progress and distributed.is_main_process()),
                dynamic_ncols=True)
     for batch in bar:
@@ -235,15 +250,15 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
     if resume and manager.latest_step() is not None:
         state, meta = checkpointing.restore(run_dir, state, "latest", manager)
         if meta["preprocessing_params"] != preprocessing:
-            print("warning: the data's preprocessing differs from the checkpoint's; keeping the checkpoint's",
-                  file=sys.stderr)
+            warnings.warn("the data's preprocessing differs from the checkpoint's; keeping the checkpoint's",
+                          stacklevel=2)
             preprocessing = meta["preprocessing_params"]
         if meta.get("partial_epoch"):
             progress = EpochProgress(**meta["partial_epoch"])
         if main_process:
             truncate_log(run_dir, distributed.scalar(state.epoch))
-    samples = distributed.replicate(datasets.val[: log_cfg["num_samples"]], mesh)
-    grad_batch = distributed.shard_batch(np.array_split(datasets.train[: train_cfg["batch_size"]],
+    samples = distributed.replicate(datasets.patches("val", log_cfg["num_samples"]), mesh)
+    grad_batch = distributed.shard_batch(np.array_split(datasets.patches("train", train_cfg["batch_size"]),
                                                         shard[1])[shard[0]], mesh)
     first_epoch = distributed.scalar(state.epoch) + 1
     writer = tb.open_writer(run_dir, purge_step=first_epoch if resume else None) if main_process else None
@@ -254,12 +269,19 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                 if stopped_early:
                     break
                 lr = train_cfg["lr"] * distributed.scalar(state.plateau_state.scale)
-                state, progress = train_epoch(steps, state, loaders["train"], mesh, epoch, run_dir,
-                                              log_cfg["progress"], progress, signals)
-                if progress.batches < len(loaders["train"]):  # interrupted mid-epoch
-                    checkpointing.save(manager, distributed.scalar(state.step), state,
-                                       _metadata(config, preprocessing, state, None, progress), None)
-                    raise Interrupted(signals[0], run_dir, epoch, distributed.scalar(state.step))
+                batches = loaders["train"].epoch(epoch)
+                if progress.batches:  # resuming mid-epoch: the data iterator continues where it stopped
+                    checkpointing.restore_data_iterator(manager, distributed.scalar(state.step), batches)
+                try:
+                    state, progress = train_epoch(steps, state, loaders["train"], batches, mesh, epoch, run_dir,
+                                                  log_cfg["progress"], progress, signals)
+                    if progress.batches < len(loaders["train"]):  # interrupted mid-epoch
+                        checkpointing.save(manager, distributed.scalar(state.step), state,
+                                           _metadata(config, preprocessing, state, None, progress), None,
+                                           data_iterator=batches)
+                        raise Interrupted(signals[0], run_dir, epoch, distributed.scalar(state.step))
+                finally:
+                    batches.close()
                 t_val = time.perf_counter()
                 val_m = evaluate(steps["eval_step"], state, loaders["val"], mesh)
                 if not math.isfinite(val_m["loss"]):
@@ -273,6 +295,7 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                           **{f"val_{k}": v for k, v in val_m.items()}, "lr": lr,
                           "epoch_seconds": progress.seconds + time.perf_counter() - t_val,
                           "train_images_per_second": progress.batches * train_cfg["batch_size"] / progress.seconds,
+                          "data_wait_seconds": progress.data_wait_seconds,
                           "best": improved}
                 progress = EpochProgress()
                 if main_process:
@@ -324,13 +347,13 @@ def _resume_dir(args: argparse.Namespace) -> Path:
         return Path(args.resume)
     if args.out:
         return Path(args.out)
-    name = Path(args.config).stem
-    candidates = sorted(Path("runs").glob(f"{name}-*"))
-    if not candidates:
-        raise SarJaxError(f"--resume: no run of config '{name}' under runs/; give the run directory")
-    return candidates[-1]
+    try:
+        return latest_run_dir(Path(args.config).stem)
+    except SarJaxError as exc:
+        raise SarJaxError(f"--resume: {exc}; give the run directory") from None
 
 
+@flag_names(run_dir="--out", overrides="--set", resume="--resume", overwrite="--overwrite")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse flags, train, print where the run is and its best scores."""
     args = setup_args().parse_args(argv)

@@ -7,7 +7,6 @@ Fields: ``model``, ``optimizer``, ``scheduler`` (state_dicts), ``epoch`` (last c
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 
 import sar_jax
 from sar_jax.core.errors import SarJaxError
+from sar_jax.core.files import atomic_path
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "best_val_loss", "early_stopping",
                  "config", "preprocessing_params", "versions")
@@ -27,15 +27,13 @@ def versions() -> dict[str, str]:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to ``<path>.tmp`` in the same directory, then ``os.replace`` onto ``path``."""
+    """``torch.save`` to ``<path>.tmp`` in the same directory, then renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise SarJaxError(f"checkpoint {path}: cannot write ({exc.strerror})") from None
 
 

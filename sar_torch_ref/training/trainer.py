@@ -28,14 +28,10 @@ from sar_jax.core import tb
 from sar_jax.core.config import RESUME_OVERRIDABLE, config_from_dict
 from sar_jax.core.early_stopping import EarlyStopping
 from sar_jax.core.errors import SarJaxError
-from sar_jax.core.rundir import (
-    append_log,
-    prepare_run_dir,
-    truncate_log,
-    write_json_atomic,
-)
+from sar_jax.core.files import write_json_atomic
+from sar_jax.core.rundir import append_log, prepare_run_dir, truncate_log
 from sar_jax.core.visualize import save_reconstructions_png
-from sar_jax.data.batching import BatchIterator
+from sar_jax.data.grain_pipeline import PatchLoader
 from sar_jax.data.pipeline import build_datasets, make_loaders
 from sar_torch_ref.evaluation.metrics import per_image_metrics
 from sar_torch_ref.losses.combined import CombinedLoss
@@ -67,7 +63,7 @@ def _changed_keys(a: dict, b: dict) -> list[tuple[str, str]]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: BatchIterator, config: dict[str, Any],
+def evaluate(model: torch.nn.Module, loader: PatchLoader, config: dict[str, Any],
              device: torch.device) -> dict[str, float]:
     """Means over every image of ``loader`` of the per-image loss, mse, ssim and psnr
     (``model.eval()``, no gradients)."""
@@ -175,7 +171,7 @@ def train_and_evaluate(config: dict[str, Any] | None, config_name: str, run_dir:
     torch.manual_seed(train_cfg["seed"])
     model = SARAutoencoder(model_cfg).to(device)
     loss_fn = CombinedLoss.from_config(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"])
+    optimizer = make_optimizer(model, train_cfg)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=train_cfg["lr_factor"], patience=train_cfg["lr_patience"])
     stopper = EarlyStopping(train_cfg["early_stopping_patience"])
@@ -195,7 +191,7 @@ def train_and_evaluate(config: dict[str, Any] | None, config_name: str, run_dir:
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
 
-    samples = datasets.val[:log_cfg["num_samples"]]
+    samples = datasets.patches("val", log_cfg["num_samples"])
     n_train = len(loaders["train"]) * train_cfg["batch_size"]
     epochs = train_cfg["epochs"]
     stopped_early = stopper.should_stop
@@ -205,7 +201,7 @@ def train_and_evaluate(config: dict[str, Any] | None, config_name: str, run_dir:
               f"({stopper.bad_epochs} epochs without improvement); not training further")
     elif start_epoch >= epochs:
         print(f"checkpoint epoch {start_epoch} >= train.epochs = {epochs}; nothing to train "
-              "(raise it with --set train.epochs=N)")
+              "(raise train.epochs)")
 
     writer = tb.open_writer(run_dir, purge_step=start_epoch + 1 if continued else None)
     try:
@@ -267,8 +263,26 @@ def train_and_evaluate(config: dict[str, Any] | None, config_name: str, run_dir:
             "stopped_early": stopped_early, "val": val_best, "test": test_best}
 
 
+def make_optimizer(model: torch.nn.Module, train_cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """The original design's optimizer: Adam at ``train.lr``."""
+    return torch.optim.Adam(model.parameters(), lr=train_cfg["lr"])
+
+
+def train_step(model: torch.nn.Module, loss_fn: CombinedLoss, optimizer: torch.optim.Optimizer,
+               x: torch.Tensor, max_grad_norm: float) -> dict[str, torch.Tensor]:
+    """One optimisation step on the NCHW batch ``x``: forward, combined loss, backward,
+    ``clip_grad_norm_``, Adam. Returns the batch metrics (detached 0-d tensors)."""
+    x_hat, _ = model(x)
+    loss, metrics = loss_fn(x_hat, x)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return metrics
+
+
 def _train_epoch(model: torch.nn.Module, loss_fn: CombinedLoss, optimizer: torch.optim.Optimizer,
-                 loader: BatchIterator, epoch: int, epochs: int, max_grad_norm: float,
+                 loader: PatchLoader, epoch: int, epochs: int, max_grad_norm: float,
                  device: torch.device, progress: bool) -> dict[str, float]:
     """One pass over the training batches; means over steps of the batch metrics, plus the
     training time in ``seconds``."""
@@ -280,13 +294,7 @@ def _train_epoch(model: torch.nn.Module, loss_fn: CombinedLoss, optimizer: torch
     t0 = time.perf_counter()
     try:
         for step, batch in enumerate(loader.epoch(epoch), 1):
-            x = to_nchw(batch, device)
-            x_hat, _ = model(x)
-            loss, metrics = loss_fn(x_hat, x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
+            metrics = train_step(model, loss_fn, optimizer, to_nchw(batch, device), max_grad_norm)
             for k in METRICS:
                 sums[k] += metrics[k].double()
             bar.update(1)

@@ -29,7 +29,7 @@ def test_flops_scale_with_pixels_and_layers_have_shapes():
     model = load_config("baseline")[0]["model"]
     assert forward_flops(model, 512) == 4 * forward_flops(model, 256)
     layers = conv_layers(model, 256)
-    assert [(l["in_size"], l["out_size"]) for l in layers] == [
+    assert [(layer["in_size"], layer["out_size"]) for layer in layers] == [
         (256, 128), (128, 64), (64, 32), (32, 16), (16, 32), (32, 64), (64, 128), (128, 256)]
     with pytest.raises(ValueError):
         conv_layers(model, 100)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import throughput
+
+pytestmark = pytest.mark.slow  # the benchmark harness end to end
 
 ROW_KEYS = {"framework", "variant", "precision", "mode", "batch_size", "image_size", "images_per_second",
             "compile_seconds", "tflops", "peak_memory_mb"}
@@ -13,8 +17,7 @@ ROW_KEYS = {"framework", "variant", "precision", "mode", "batch_size", "image_si
 def test_harness_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "tiny.json"
     rc = throughput.main(["--quick", "--batch", "2", "--size", "32", "--repeats", "1",
-                          "--set", "model.base_channels=4", "--set", "model.latent_channels=4",
-                          "--out", str(out)])
+                          "--config", "tiny", "--out", str(out)])
     assert rc == 0
     result = json.loads(out.read_text())
     for key in ("device", "versions", "results", "pipeline", "ratios", "targets", "flops", "layer_profile", "notes"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sar_jax.data.synthetic import synthetic_scene, synthetic_scenes
+from sar_jax.data.synthetic import synthetic_scene, synthetic_scenes, synthetic_scenes_with_reflectivity
 
 
 def test_deterministic_from_the_seed():
@@ -21,6 +21,25 @@ def test_deterministic_from_the_seed():
     np.testing.assert_array_equal(scenes[1], synthetic_scene((5, 1), 32, 1.0)[0])
     assert not np.array_equal(synthetic_scenes(3, 32, 1.0, seed=6)[0], scenes[0])
     assert all((s > 0).all() and np.isfinite(s).all() for s in scenes)
+
+
+def test_speckled_scenes_unchanged_and_paired_with_their_reflectivity():
+    pairs = synthetic_scenes_with_reflectivity(3, 32, 1.0, seed=5)
+    scenes = synthetic_scenes(3, 32, 1.0, seed=5)
+    # values of the speckled scenes from before the reflectivity was returned too (same seed, same data)
+    pinned = [(552.4726676802461, 0.044294026, 0.023803204, 0.9196389),
+              (552.2968580117667, 0.06548611, 0.40815338, 0.0013952452),
+              (497.83886524035915, 0.03379003, 0.2446996, 0.5908531)]
+    for (intensity, refl), scene, (total, a, b, c) in zip(pairs, scenes, pinned):
+        np.testing.assert_array_equal(intensity, scene)
+        assert float(scene.astype(np.float64).sum()) == pytest.approx(total, rel=1e-6)
+        np.testing.assert_allclose([scene[3, 7], scene[31, 0], scene[10, 20]], [a, b, c], rtol=1e-6)
+        assert refl.shape == scene.shape and refl.dtype == np.float32 and (refl > 0).all()
+    # the reflectivity is the speckle-free map the intensity was drawn from
+    intensity, refl = synthetic_scenes_with_reflectivity(2, 128, 1.0, seed=8)[1]
+    np.testing.assert_array_equal(refl, synthetic_scene((8, 1), 128, 1.0)[1])
+    speckle = intensity.astype(np.float64) / refl
+    assert abs(speckle.mean() - 1) < 0.03 and abs(speckle.std() - 1) < 0.05  # 1-look: exponential
 
 
 def _flat_windows(looks: float, win: int = 16, size: int = 256, seeds=range(3)):

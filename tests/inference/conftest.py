@@ -14,17 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REAL_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sar"
-TINY = ["--config", "quickstart", "--set", "model.base_channels=4", "--set", "model.latent_channels=4",
-        "--set", "train.epochs=1", "--set", "logging.progress=false", "--set", "logging.histogram_every=50"]
-INTENSITY_ARGS = TINY + ["--set", "data.patch_size=32", "--set", "data.scene_size=64", "--set", "data.num_scenes=5",
-                         "--set", "data.stride=16", "--set", "train.batch_size=4"]
-LOG8_ARGS = TINY + ["--set", "data.patch_size=64", "--set", "data.stride=64", "--set", "train.batch_size=8"]
+from sar_jax.core.paths import SHARED_SAR_DIR
+from tests.conftest import TINY_ARGS
+
+INTENSITY_ARGS = [*TINY_ARGS, "--set", "train.epochs=1", "--set", "logging.histogram_every=50"]
+LOG8_ARGS = INTENSITY_ARGS + ["--set", "data.patch_size=64", "--set", "data.stride=64", "--set", "train.batch_size=8"]
 
 
 def _log8_data(root: Path) -> Path:
-    if REAL_DIR.is_dir() and any(REAL_DIR.glob("*.png")):
-        return REAL_DIR
+    if SHARED_SAR_DIR.is_dir() and any(SHARED_SAR_DIR.glob("*.png")):
+        return SHARED_SAR_DIR
     from PIL import Image
 
     from sar_jax.data.synthetic import synthetic_scenes
@@ -79,8 +78,25 @@ def intensity_loaded(intensity_run):
     return load_run(intensity_run)
 
 
-@pytest.fixture
-def real_dir() -> Path:
-    if not REAL_DIR.is_dir():
-        pytest.skip(f"real SAR samples not found at {REAL_DIR}")
-    return REAL_DIR
+@pytest.fixture(scope="session")
+def random_run(tmp_path_factory):
+    """A tiny untrained model with random BatchNorm statistics and biases (so the convolutions' zero padding
+    is visible at the scene's edges) and a fixed intensity preprocessing; the ``LoadedRun`` fields
+    ``reconstruct_scene`` reads. Cheap: no training, one compile per window shape."""
+    import types
+
+    import jax
+
+    from sar_jax.nn.models import SARAutoencoder, init_variables
+
+    cfg = {"in_channels": 1, "base_channels": 4, "latent_channels": 4, "kernel_size": 5, "negative_slope": 0.2}
+    model = SARAutoencoder.from_config(cfg)
+    variables = jax.jit(lambda key: init_variables(model, key, 32))(jax.random.PRNGKey(0))
+    leaves, tree = jax.tree.flatten(variables)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    leaves = [leaf + 0.1 * jax.random.normal(k, leaf.shape) if leaf.ndim == 1 else leaf
+              for leaf, k in zip(leaves, keys)]
+    params = {"mode": "intensity", "vmin": -20.0, "vmax": 15.0, "floor": 1e-6, "percentiles": [1.0, 99.0]}
+    return types.SimpleNamespace(model=model, variables=jax.tree.unflatten(tree, leaves), config={"model": cfg},
+                                 preprocessing_params=params, run_dir=tmp_path_factory.mktemp("random_run"),
+                                 which="best", epoch=0)

@@ -1,75 +1,49 @@
-"""sar_jax.inference: loading a run, jitted calls, units, MS-SSIM, ENL, compression ratio."""
+"""sar_jax.inference: loading a run (and PyTorch checkpoints pointed at conversion), jitted calls, units."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import pytorch_msssim
-import torch
 
 from sar_jax.core.errors import SarJaxError
 from sar_jax.inference import run as inference
 
 
-@pytest.mark.parametrize("shape", [(3, 64, 64, 1), (2, 200, 170, 1), (2, 185, 165, 1)])
-def test_jax_ms_ssim_matches_pytorch_msssim(shape):
-    rng = np.random.default_rng(0)
-    x = rng.random(shape, dtype=np.float32)
-    y = np.clip(x + 0.1 * rng.standard_normal(shape).astype(np.float32), 0, 1)
-    win = inference.ms_ssim_window(min(shape[1:3]))
-    ours = np.asarray(inference.ms_ssim_per_image(y, x, win_size=win))
-    ref = pytorch_msssim.ms_ssim(torch.from_numpy(y).permute(0, 3, 1, 2), torch.from_numpy(x).permute(0, 3, 1, 2),
-                                 data_range=1.0, size_average=False, win_size=win).numpy()
-    np.testing.assert_allclose(ours, ref, atol=2e-5)
-
-
-def test_ms_ssim_window_fits_the_four_downsamplings():
-    assert inference.ms_ssim_window(256) == 11
-    assert inference.ms_ssim_window(161) == 11
-    assert inference.ms_ssim_window(160) == 9
-    assert inference.ms_ssim_window(64) == 3
-    assert inference.ms_ssim_window(32) is None
-
-
-def test_units_intensity_and_amplitude_share_the_db_scale_log8_does_not():
+def test_units_intensity_amplitude_and_db_share_the_db_scale_log8_does_not():
     lin = {"mode": "intensity", "vmin": -20.0, "vmax": 5.0, "floor": 1e-6, "percentiles": [1, 99]}
-    assert inference.resolve_units(lin, False)["mode"] == "intensity"
-    assert inference.resolve_units(lin, False, "amplitude")["mode"] == "amplitude"
-    assert inference.resolve_units(lin, True, "intensity")["mode"] == "intensity"
+    for units in ("intensity", "amplitude", "db"):
+        assert inference.input_params(lin, units)["mode"] == units
     with pytest.raises(SarJaxError, match="log8"):
-        inference.resolve_units(lin, True)  # uint8 input, linear checkpoint
+        inference.input_params(lin, "log8")
     log8 = dict(lin, mode="log8", vmin=10.0, vmax=240.0)
-    assert inference.resolve_units(log8, True)["mode"] == "log8"
-    with pytest.raises(SarJaxError, match="--units log8"):
-        inference.resolve_units(log8, False)
-    with pytest.raises(SarJaxError):
-        inference.resolve_units(log8, False, "amplitude")
-    assert inference.resolve_units(log8, False, "log8")["mode"] == "log8"
+    assert inference.input_params(log8, "log8")["mode"] == "log8"
+    with pytest.raises(SarJaxError, match="log8"):
+        inference.input_params(log8, "amplitude")
 
 
-def test_enl_finds_homogeneous_windows_and_the_number_of_looks():
-    rng = np.random.default_rng(0)
-    looks = 4.0
-    scene = np.ones((96, 96))
-    scene[:, 48:] = np.linspace(1, 50, 48)[None, :]  # a ramp: not homogeneous
-    noisy = scene * rng.gamma(looks, 1 / looks, scene.shape)
-    windows = inference.homogeneous_windows(noisy)
-    assert len(windows) == 3 and all(c + s <= 48 + s // 2 for _, c, s in windows)
-    stats = inference.sar_statistics(noisy, scene, "intensity")
-    assert stats["enl_input"] == pytest.approx(looks, rel=0.35)
-    assert stats["enl_recon"] is None  # a constant reconstruction has no variance
-    smooth = inference.sar_statistics(noisy, scene * rng.gamma(40, 1 / 40, scene.shape), "intensity")
-    assert smooth["enl_ratio"] > 5
-    assert smooth["mean_ratio"] == pytest.approx(scene.mean() / noisy.mean(), rel=0.05)
-    # amplitude: ENL on the intensity
-    amp = inference.sar_statistics(np.sqrt(noisy), np.sqrt(noisy), "amplitude")
-    assert amp["enl_input"] == pytest.approx(stats["enl_input"], rel=1e-6) and amp["enl_ratio"] == 1.0
+@pytest.mark.parametrize("mode,expected", [("intensity", "intensity"), ("amplitude", "amplitude")])
+def test_complex_input_follows_the_checkpoints_units(tmp_path, mode, expected):
+    z = (np.random.default_rng(0).normal(size=(32, 32)) + 1j * np.random.default_rng(1).normal(size=(32, 32)))
+    np.save(tmp_path / "slc.npy", z.astype(np.complex64))
+    params = {"mode": mode, "vmin": -20.0, "vmax": 5.0, "floor": 1e-6, "percentiles": [1, 99]}
+    raster, p = inference.open_input(tmp_path / "slc.npy", params)
+    values, _ = raster.read()
+    want = np.abs(z) ** 2 if expected == "intensity" else np.abs(z)
+    assert p["mode"] == raster.units == expected and raster.phase_dropped and raster.bits_per_pixel == 64
+    np.testing.assert_allclose(values, want, rtol=1e-5)
+    assert float(values.mean()) == pytest.approx(float(want.mean()), rel=1e-5)  # |z|^2 has mean 2 here, not |z|'s
 
 
-def test_compression_ratio():
-    # 32x32 float32 image -> 2x2x4 float16 latent
-    assert inference.compression_ratio((32, 32), (2, 2, 4), 32, "float16") == 128.0
-    assert inference.compression_ratio((32, 32), (2, 2, 4), 8, "float32") == 16.0
+def test_clipping_is_measured_and_refused_with_both_ranges():
+    params = {"mode": "intensity", "vmin": -20.0, "vmax": 5.0, "floor": 1e-6, "percentiles": [1, 99]}
+    inside = np.full(1000, 1.0)
+    assert inference.check_clipping(inside, params, "x", False) == 0.0
+    hot = np.concatenate([np.full(900, 1e4), inside[:100]])  # SLC-like 40 dB values against a [-20, 5] dB fit
+    pattern = r"x: 90.0% .* \[-20.0, 5.0\] dB \(the input spans \[.*40.0\] dB.*--allow-clipping"
+    with pytest.raises(SarJaxError, match=pattern):
+        inference.check_clipping(hot, params, "x", False)
+    with pytest.warns(UserWarning, match="90.0%"):
+        assert inference.check_clipping(hot, params, "x", True) == pytest.approx(0.9)
 
 
 def test_load_run_restores_the_best_checkpoint(intensity_run, intensity_loaded):
@@ -87,3 +61,15 @@ def test_load_run_bad_paths(tmp_path):
         inference.load_run(tmp_path / "missing")
     with pytest.raises(SarJaxError, match="checkpoints"):
         inference.load_run(tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["pt_file", "torch_run_dir"])
+def test_torch_checkpoints_name_the_conversion_command(tmp_path, layout):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"torch")
+    path = tmp_path / "run" / "checkpoints" / "best.pt" if layout == "pt_file" else tmp_path / "run"
+    with pytest.raises(SarJaxError) as err:
+        inference.load_run(path)
+    msg = str(err.value)
+    pt = tmp_path / "run" / "checkpoints" / "best.pt"
+    assert "PyTorch" in msg and f"python -m sar_jax.convert --from-torch {pt} --out" in msg

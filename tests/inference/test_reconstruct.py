@@ -1,34 +1,39 @@
-"""python -m sar_jax.reconstruct: any size, seamless, units and formats kept, streaming, latents."""
+"""python -m sar_jax.reconstruct: units and formats kept, GeoTIFF georeferencing, latent GeoTIFFs
+(exact, int8, fingerprint), no-data, clipping, many scenes, write failures."""
 
 from __future__ import annotations
 
+import errno
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
-import tifffile
+import rasterio
 from PIL import Image
+from rasterio.crs import CRS
+from rasterio.transform import Affine
 
 from sar_jax.core.cli import run_main
-from sar_jax.data.preprocess import normalize
-from sar_jax.data.synthetic import synthetic_scenes
-from sar_jax.inference import reconstruct
-from sar_jax.inference.tiling import TileGrid
+from sar_jax.data.preprocess import log_bias_db, normalize
+from sar_jax.inference import reconstruct, scene_io
+from sar_jax.inference import run as inference
+from sar_jax.inference.latent import fingerprint
 
-GEO_EXTRATAGS = [(33550, "d", 3, (10.0, 10.0, 0.0), True),
-                 (33922, "d", 6, (0.0, 0.0, 0.0, 500000.0, 4000000.0, 0.0), True),
-                 (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633), True),
-                 (34737, "s", 0, "WGS 84 / UTM zone 33N|", True)]
+TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)
 
 
 def _scene(shape, seed=0, looks=4.0):
     rng = np.random.default_rng(seed)
     base = np.exp(rng.normal(0, 1, (shape[0] // 8 + 2, shape[1] // 8 + 2)))
     base = np.kron(base, np.ones((8, 8)))[:shape[0], :shape[1]]
-    return (base * rng.gamma(looks, 1 / looks, shape)).astype(np.float32)
+    return (0.25 * base * rng.gamma(looks, 1 / looks, shape)).astype(np.float32)  # inside the tiny runs' clip range
+
+
+def _geotiff(path, data, nodata=None):
+    with rasterio.open(path, "w", driver="GTiff", height=data.shape[0], width=data.shape[1], count=1,
+                       dtype=data.dtype.name, crs=CRS.from_epsg(32633), transform=TRANSFORM, nodata=nodata) as ds:
+        ds.write(data, 1)
+        ds.update_tags(ACQUISITION="2020-01-01", UNITS="intensity")
 
 
 def _run(args):
@@ -42,18 +47,19 @@ def _params(run_dir, mode=None):
     return dict(p, mode=mode or p["mode"])
 
 
-@pytest.mark.parametrize("shape,tile", [((100, 37), 256), ((300, 517), 64), ((20, 700), 64)])
-def test_ragged_sizes_keep_shape_and_units(intensity_run, tmp_path, shape, tile):
-    scene = _scene(shape)
-    np.save(tmp_path / "in.npy", scene)
+def test_ragged_size_keeps_shape_and_units(intensity_run, tmp_path, capsys):
+    shape = (100, 237)
+    np.save(tmp_path / "in.npy", _scene(shape))
     assert _run(["--checkpoint", str(intensity_run), "--input", str(tmp_path / "in.npy"), "--output",
-                 str(tmp_path / "out.npy"), "--tile", str(tile), "--overlap", "16", "--batch-size", "8"]) == 0
+                 str(tmp_path / "out.npy"), "--tile", "64", "--batch-size", "3", "--units", "intensity"]) == 0
     out = np.load(tmp_path / "out.npy")
     assert out.shape == shape and out.dtype == np.float32 and np.isfinite(out).all()
     p = _params(intensity_run)
     lo, hi = 10 ** (p["vmin"] / 10), 10 ** (p["vmax"] / 10)
     assert out.min() >= lo * (1 - 1e-4) and out.max() <= hi * (1 + 1e-4)  # intensity, inside the clip range
     assert sorted(f.name for f in tmp_path.iterdir()) == ["in.npy", "out.npy"]  # no temp files left
+    printed = capsys.readouterr().out
+    assert "64 px halo" in printed and "mean ratio" in printed
 
 
 def test_amplitude_in_amplitude_out(intensity_run, tmp_path):
@@ -61,26 +67,34 @@ def test_amplitude_in_amplitude_out(intensity_run, tmp_path):
     scene = _scene((96, 130), seed=1)
     np.save(tmp_path / "i.npy", scene)
     np.save(tmp_path / "a.npy", np.sqrt(scene))
-    common = ["--checkpoint", str(intensity_run), "--tile", "64", "--overlap", "16"]
-    assert _run(common + ["--input", str(tmp_path / "i.npy"), "--output", str(tmp_path / "i_out.npy")]) == 0
+    common = ["--checkpoint", str(intensity_run)]
+    assert _run(common + ["--input", str(tmp_path / "i.npy"), "--output", str(tmp_path / "i_out.npy"),
+                          "--units", "intensity"]) == 0
     assert _run(common + ["--input", str(tmp_path / "a.npy"), "--output", str(tmp_path / "a_out.npy"),
                           "--units", "amplitude"]) == 0
-    np.testing.assert_allclose(np.load(tmp_path / "a_out.npy") ** 2, np.load(tmp_path / "i_out.npy"), rtol=1e-3)
+    # the same dB reconstruction, each with its own unit's log-bias correction (measured on the training split)
+    bias = _params(intensity_run)["log_bias_db_by_units"]
+    factor = 10 ** ((bias["amplitude"] - bias["intensity"]) / 10)  # both in dB
+    assert bias["intensity"] > 0 and factor != 1.0
+    np.testing.assert_allclose(np.load(tmp_path / "a_out.npy") ** 2, factor * np.load(tmp_path / "i_out.npy"),
+                               rtol=1e-3)
 
 
-def test_geotiff_in_geotiff_out_keeps_tags(intensity_run, tmp_path):
-    scene = _scene((70, 90), seed=2)
-    tifffile.imwrite(tmp_path / "in.tif", scene, photometric="minisblack", extratags=GEO_EXTRATAGS)
-    assert _run(["--checkpoint", str(intensity_run), "--input", str(tmp_path / "in.tif"),
-                 "--output", str(tmp_path / "out.tif"), "--tile", "64", "--overlap", "16"]) == 0
-    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
-        out = tif.asarray()
-        tags = {t.code: t.value for t in tif.pages[0].tags.values()}
-        assert tif.is_geotiff
-    assert out.shape == scene.shape and out.dtype == np.float32
-    for code, _, _, value, _ in GEO_EXTRATAGS:
-        got = tags[code]
-        assert (tuple(got) if isinstance(value, tuple) else got) == value, code
+def test_geotiff_georeferencing_goes_to_the_output_and_scaled_to_the_latent(intensity_run, tmp_path):
+    _geotiff(tmp_path / "in.tif", _scene((70, 90), seed=2))
+    assert _run(["--checkpoint", str(intensity_run), "--input", str(tmp_path / "in.tif"), "--output",
+                 str(tmp_path / "out.tif"), "--save-latent", str(tmp_path / "z.tif")]) == 0
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        assert ds.crs == CRS.from_epsg(32633) and ds.transform == TRANSFORM
+        assert (ds.height, ds.width, ds.dtypes[0]) == (70, 90, "float32") and ds.tags()["ACQUISITION"] == "2020-01-01"
+    run = inference.load_run(intensity_run)
+    with rasterio.open(tmp_path / "z.tif") as ds:  # rasterio alone: any GDAL tool reads it
+        assert (ds.count, ds.height, ds.width) == (4, 5, 6)
+        assert ds.crs == CRS.from_epsg(32633) and ds.transform == TRANSFORM * Affine.scale(16)
+        tags = ds.tags()
+    assert json.loads(tags["PREPROCESSING_PARAMS"]) == _params(intensity_run)
+    assert tags["UNITS"] == "intensity" and json.loads(tags["MODEL_CONFIG"]) == run.config["model"]
+    assert tags["CHECKPOINT_FINGERPRINT"] == fingerprint(run.variables)
 
 
 def test_log8_png_and_uint8_outputs(log8_run, tmp_path):
@@ -88,118 +102,204 @@ def test_log8_png_and_uint8_outputs(log8_run, tmp_path):
     img = np.clip(rng.normal(110, 35, (150, 210)), 0, 255).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "in.png")
     np.save(tmp_path / "in.npy", img)
-    for src, dst in (("in.png", "out.png"), ("in.png", "out.tif"), ("in.npy", "out.npy")):
+    for src, dst, tile in (("in.png", "out.png", 64), ("in.png", "out.tif", 64), ("in.npy", "out.npy", 64),
+                           ("in.png", "whole.png", 1024)):
         assert _run(["--checkpoint", str(log8_run), "--input", str(tmp_path / src), "--output", str(tmp_path / dst),
-                     "--tile", "64", "--overlap", "16"]) == 0
+                     "--tile", str(tile), "--allow-clipping"]) == 0
     png = np.array(Image.open(tmp_path / "out.png"))
+    whole = np.array(Image.open(tmp_path / "whole.png")).astype(int)
+    assert np.abs(png.astype(int) - whole).max() <= 1  # tiled == one window, up to a rounding tie
     assert png.dtype == np.uint8 and png.shape == img.shape
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), png)
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), png)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), png)
 
 
-def test_latent_round_trip_reproduces_the_direct_reconstruction(intensity_run, tmp_path):
-    scene = _scene((140, 200), seed=4)
+def test_latents_decode_to_the_direct_reconstruction_at_their_precision(intensity_run, log8_run, tmp_path, capsys):
+    shape = (320, 400)  # a latent of 20 x 25 x 4: large enough for its bytes to dominate the file's header
+    np.save(tmp_path / "in.npy", _scene(shape, seed=4))
+    common = ["--checkpoint", str(intensity_run), "--input", str(tmp_path / "in.npy"), "--tile", "128",
+              "--units", "intensity"]
+    for dt in ("float32", "float16", "int8"):
+        assert _run(common + ["--output", str(tmp_path / f"enc_{dt}.npy"),
+                              "--save-latent", str(tmp_path / f"z_{dt}.tif"), "--latent-dtype", dt]) == 0
+        size = (tmp_path / f"z_{dt}.tif").stat().st_size
+        assert f"{size} bytes, {8 * size / (shape[0] * shape[1]):.4f} bits per input pixel" in capsys.readouterr().out
+        # decoding needs no --checkpoint: the latent file records it
+        assert _run(["--from-latent", str(tmp_path / f"z_{dt}.tif"), "--output", str(tmp_path / f"dec_{dt}.npy"),
+                     "--tile", "64"]) == 0
+    sizes = {dt: (tmp_path / f"z_{dt}.tif").stat().st_size for dt in ("float32", "float16", "int8")}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    p = _params(intensity_run)
+    unbias = 10 ** (-log_bias_db(p) / 10)  # back to the model's [0, 1] output: undo the log-bias correction
+    norm = lambda name: normalize(np.load(tmp_path / name) * unbias, p)  # noqa: E731
+    direct = norm("enc_float32.npy")
+    np.testing.assert_allclose(norm("dec_float32.npy"), direct, atol=1e-5)
+    run = inference.load_run(intensity_run)
+    decode = inference.decode_fn(run.model)
+    for dt in ("float16", "int8"):
+        with rasterio.open(tmp_path / f"z_{dt}.tif") as ds:  # GDAL's scale/offset give the dequantized latent
+            z = np.moveaxis(ds.read().astype(np.float64) * np.array(ds.scales)[:, None, None]
+                            + np.array(ds.offsets)[:, None, None], 0, -1).astype(np.float32)
+        whole = np.asarray(decode(run.variables, z[None]))[0, :shape[0], :shape[1], 0]
+        np.testing.assert_allclose(norm(f"dec_{dt}.npy"), whole, atol=1e-5)  # exact to the stored precision
+        assert 0 < np.abs(norm(f"dec_{dt}.npy") - direct).max() < 0.1
+    # another checkpoint's decoder is refused (one line), unless asked for
+    out = str(tmp_path / "other.npy")
+    capsys.readouterr()
+    assert _run(["--from-latent", str(tmp_path / "z_int8.tif"), "--output", out, "--checkpoint", str(log8_run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--allow-other-checkpoint" in err[0] and not (tmp_path / "other.npy").exists()
+    assert _run(["--from-latent", str(tmp_path / "z_int8.tif"), "--output", out, "--checkpoint", str(log8_run),
+                 "--allow-other-checkpoint"]) == 0
+
+
+def test_no_data_is_written_back_and_changes_nothing_beyond_the_models_reach(random_run, tmp_path):
+    scene = _scene((200, 230), seed=6)
+    holed = scene.copy()
+    holed[80:120, 100:150] = -9999.0
+    _geotiff(tmp_path / "full.tif", scene)
+    _geotiff(tmp_path / "holed.tif", holed, nodata=-9999.0)
+    for name in ("full", "holed"):
+        s = reconstruct.reconstruct_scene(random_run, tmp_path / f"{name}.tif", tmp_path / f"{name}_out.tif", tile=64,
+                                          progress=False)
+    assert s["invalid_pixels"] == 40 * 50
+    with rasterio.open(tmp_path / "holed_out.tif") as ds:
+        holed_out, nodata = ds.read(1), ds.nodata
+    with rasterio.open(tmp_path / "full_out.tif") as ds:
+        full_out = ds.read(1)
+    assert nodata == -9999.0 and (holed_out[80:120, 100:150] == -9999.0).all()
+    far = np.ones(scene.shape, bool)
+    far[80 - 60:120 + 60, 100 - 60:150 + 60] = False  # the dependency radius is 60 px
+    p = random_run.preprocessing_params
+    np.testing.assert_allclose(normalize(holed_out[far], p), normalize(full_out[far], p), atol=1e-5)
+    near = ~far & (holed_out != -9999.0)
+    assert np.abs(holed_out[near] - full_out[near]).max() > 0  # the hole is seen within reach (the test can fail)
+
+
+def test_nan_no_data_in_float_npy_comes_back_as_nan(random_run, tmp_path):
+    scene = _scene((64, 80), seed=7)
+    scene[:10] = np.nan
     np.save(tmp_path / "in.npy", scene)
-    common = ["--checkpoint", str(intensity_run), "--input", str(tmp_path / "in.npy"), "--tile", "64", "--overlap", "16"]
-    assert _run(common + ["--output", str(tmp_path / "direct.npy")]) == 0
-    assert _run(common + ["--output", str(tmp_path / "enc.npy"), "--save-latent", str(tmp_path / "z16.npz")]) == 0
-    assert _run(common + ["--output", str(tmp_path / "enc32.npy"), "--save-latent", str(tmp_path / "z32.npz"),
-                          "--latent-dtype", "float32"]) == 0
-    # decoding needs no --checkpoint: the latent file records it
-    assert _run(["--from-latent", str(tmp_path / "z16.npz"), "--output", str(tmp_path / "dec16.npy")]) == 0
-    assert _run(["--from-latent", str(tmp_path / "z32.npz"), "--output", str(tmp_path / "dec32.npy"),
-                 "--checkpoint", str(intensity_run)]) == 0
-    direct = np.load(tmp_path / "direct.npy")
-    np.testing.assert_array_equal(np.load(tmp_path / "enc.npy"), direct)
-    p = _params(intensity_run)
-    norm = lambda name: normalize(np.load(tmp_path / name), p)  # noqa: E731
-    np.testing.assert_allclose(norm("dec32.npy"), norm("direct.npy"), atol=1e-5)
-    np.testing.assert_allclose(norm("dec16.npy"), norm("direct.npy"), atol=5e-3)  # float16 latent tolerance
-    with np.load(tmp_path / "z16.npz") as npz:
-        z, meta = npz["z"], json.loads(str(npz["meta"]))
-    grid = TileGrid.from_dict(meta["grid"])
-    assert z.dtype == np.float16 and z.shape == (grid.rows, grid.cols, 4, 4, 4)
-    assert (grid.height, grid.width, grid.tile, grid.overlap) == (140, 200, 64, 16)
-    assert meta["preprocessing_params"] == p and meta["units"] == "intensity"
-    assert meta["config"]["model"]["latent_channels"] == 4
+    with pytest.warns(UserWarning, match="800 no-data pixels"):
+        reconstruct.reconstruct_scene(random_run, tmp_path / "in.npy", tmp_path / "out.npy", units="intensity",
+                                      progress=False)
+    out = np.load(tmp_path / "out.npy")
+    assert np.isnan(out[:10]).all() and np.isfinite(out[10:]).all()
 
 
-def _border_energy_ratio(y: np.ndarray, grid: TileGrid) -> float:
-    """Mean squared gradient across tile-border lines / across the other lines of the same phase
-    modulo 16 (the decoder's transposed convolutions leave a 16-periodic texture), both axes pooled."""
-    sums = np.zeros(4)
-    for axis in (0, 1):
-        energy = (np.diff(y, axis=axis) ** 2).mean(axis=1 - axis)  # energy[k]: between lines k and k+1
-        border = np.array(grid.border_positions(axis)) - 1
-        near = np.zeros(len(energy), bool)
-        for b in border:
-            near[max(0, b - 3):b + 4] = True
-        ref = np.array([k for k in range(len(energy)) if k % 16 in set(border % 16) and not near[k]])
-        sums += (energy[border].sum(), len(border), energy[ref].sum(), len(ref))
-    return (sums[0] / sums[1]) / (sums[2] / sums[3])
+def test_outputs_carry_the_log_bias_correction_and_both_mean_ratios(random_run, tmp_path):
+    import types
+
+    np.save(tmp_path / "in.npy", _scene((48, 64), seed=8))
+    corrected = types.SimpleNamespace(**{**vars(random_run), "preprocessing_params": dict(
+        random_run.preprocessing_params, log_bias_db=2.5, log_bias_db_by_units={"intensity": 2.5, "amplitude": 1.2})})
+    plain = reconstruct.reconstruct_scene(random_run, tmp_path / "in.npy", tmp_path / "plain.npy", units="intensity",
+                                          progress=False)
+    s = reconstruct.reconstruct_scene(corrected, tmp_path / "in.npy", tmp_path / "out.npy", units="intensity",
+                                      progress=False)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), 10 ** 0.25 * np.load(tmp_path / "plain.npy"), rtol=1e-5)
+    assert s["log_bias_db"] == 2.5 and plain["log_bias_db"] == 0.0
+    assert s["mean_ratio"] == pytest.approx(10 ** 0.25 * s["mean_ratio_uncorrected"], rel=1e-5)
+    assert s["mean_ratio_uncorrected"] == pytest.approx(plain["mean_ratio"], rel=1e-5)
 
 
-def test_no_visible_seams(intensity_run, tmp_path):
-    scene = synthetic_scenes(1, 1024, 4.0, 1)[0].astype(np.float32)
-    np.save(tmp_path / "scene.npy", scene)
-    p = _params(intensity_run)
-    ratios = {}
-    for overlap in (32, 0):
-        out = tmp_path / f"out{overlap}.npy"
-        assert _run(["--checkpoint", str(intensity_run), "--input", str(tmp_path / "scene.npy"), "--output", str(out),
-                     "--tile", "128", "--overlap", str(overlap), "--batch-size", "32"]) == 0
-        grid = TileGrid.create(1024, 1024, 128, overlap)
-        ratios[overlap] = _border_energy_ratio(normalize(np.load(out), p), grid)
-    assert abs(ratios[32] - 1) < 0.10, ratios
-    assert abs(ratios[0] - 1) > 0.10, ratios  # the measure does see hard tile edges
+def test_db_input_is_the_same_reconstruction_in_db(random_run, tmp_path):
+    x = _scene((48, 64), seed=9)
+    np.save(tmp_path / "i.npy", x)
+    np.save(tmp_path / "d.npy", 10 * np.log10(x))  # negative values: fine in dB
+    a = reconstruct.reconstruct_scene(random_run, tmp_path / "i.npy", tmp_path / "i_out.npy", units="intensity",
+                                      progress=False)
+    b = reconstruct.reconstruct_scene(random_run, tmp_path / "d.npy", tmp_path / "d_out.npy", units="db",
+                                      progress=False)
+    np.testing.assert_allclose(np.load(tmp_path / "d_out.npy"), 10 * np.log10(np.load(tmp_path / "i_out.npy")),
+                               atol=1e-4)
+    assert b["units"] == "db" and b["mean_ratio"] == pytest.approx(a["mean_ratio"], rel=1e-5)  # in intensity
 
 
-def test_real_scenes_reconstruct_without_seams(log8_run, real_dir, tmp_path):
-    p = _params(log8_run)
-    for scene in ("real_sar_scene_a.png", "real_sar_scene_b.png"):
-        out = tmp_path / scene
-        assert _run(["--checkpoint", str(log8_run), "--input", str(real_dir / scene), "--output", str(out),
-                     "--tile", "128", "--overlap", "32", "--batch-size", "32"]) == 0
-        src = np.array(Image.open(real_dir / scene))
-        rec = np.array(Image.open(out))
-        assert rec.shape == src.shape and rec.dtype == np.uint8
-        if scene == "real_sar_scene_a.png":
-            ratio = _border_energy_ratio(normalize(rec.astype(np.float32), p), TileGrid.create(*src.shape, 128, 32))
-            assert abs(ratio - 1) < 0.10, ratio
+def test_calibration_mismatch_is_refused_with_both_ranges(random_run, tmp_path):
+    np.save(tmp_path / "hot.npy", _scene((64, 64)) * 1e4)  # +40 dB: most pixels above the clip range
+    with pytest.raises(Exception, match=r"clip range \[-20.0, 15.0\] dB \(the input spans \[.*\] dB.*--allow-clipping"):
+        reconstruct.reconstruct_scene(random_run, tmp_path / "hot.npy", tmp_path / "out.npy", units="intensity",
+                                      progress=False)
+    assert not (tmp_path / "out.npy").exists()
+    with pytest.warns(UserWarning, match="outside the checkpoint's clip range"):
+        s = reconstruct.reconstruct_scene(random_run, tmp_path / "hot.npy", tmp_path / "out.npy", allow_clipping=True,
+                                          units="intensity", progress=False)
+    assert s["clipped_fraction"] > 0.5
 
 
-MEMORY_SCRIPT = textwrap.dedent("""
-    import json, resource, sys
-    import numpy as np
-    from sar_jax.inference import reconstruct
-    run, big, small, out = sys.argv[1:5]
-    kw = dict(tile=256, overlap=32, batch_size=64, progress=False)
-    reconstruct.reconstruct_scene(run, small, out + ".small.npy", **kw)   # compile and warm up
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    summary = reconstruct.reconstruct_scene(run, big, out, **kw)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"growth_mb": (after - before) / 1024, "peak_mb": after / 1024, **summary}))
-""")
+def test_folder_mode_skips_finished_scenes_and_reports_failures(intensity_run, tmp_path, capsys):
+    src = tmp_path / "scenes"
+    src.mkdir()
+    for i in range(3):
+        np.save(src / f"s{i}.npy", _scene((48, 64 + 16 * i), seed=i))
+    (src / "broken.npy").write_bytes(b"not an npy file")
+    out, lat = tmp_path / "out", tmp_path / "lat"
+    args = ["--checkpoint", str(intensity_run), "--input", str(src), "--output", str(out), "--units", "intensity",
+            "--save-latent-dir", str(lat)]
+    assert _run(args) == 1
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["s0.npy", "s1.npy", "s2.npy"]
+    assert sorted(p.name for p in lat.iterdir()) == ["s0.latent.tif", "s1.latent.tif", "s2.latent.tif"]
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "broken.npy" in errors[0]
+    table = captured.out
+    assert "| broken.npy | FAILED |" in table and table.count("| ok |") == 3
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / "s1.npy").unlink()  # as if interrupted before s1 finished
+    assert _run(args[:-2] + ["--save-latent-dir", str(lat)]) == 1
+    table = capsys.readouterr().out
+    assert table.count("skipped (done)") == 2 and table.count("| ok |") == 1
+    assert all((out / n).stat().st_mtime_ns == t for n, t in mtimes.items() if n != "s1.npy")
+    # a glob works the same way
+    assert _run(["--checkpoint", str(intensity_run), "--input", str(src / "s[01].npy"), "--output",
+                 str(tmp_path / "globbed"), "--units", "intensity"]) == 0
+    assert sorted(p.name for p in (tmp_path / "globbed").iterdir()) == ["s0.npy", "s1.npy"]
 
 
-def test_memory_stays_bounded_on_a_large_memmapped_scene(intensity_run, tmp_path):
-    size = 8000
-    big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(size, size))
-    block = _scene((500, size), seed=5)
-    for r in range(0, size, 500):
-        big[r:r + 500] = block
-    big.flush()
-    del big
-    np.save(tmp_path / "small.npy", block[:300, :600])
-    proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(intensity_run), str(tmp_path / "big.npy"),
-                           str(tmp_path / "small.npy"), str(tmp_path / "out.npy")],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["lazy_input"] and result["shape"] == [size, size]
-    assert result["growth_mb"] < 1536, result  # the input alone is 244 MiB, input + output 488 MiB
-    out = np.load(tmp_path / "out.npy", mmap_mode="r")
-    assert out.shape == (size, size) and np.isfinite(out[::997, ::997]).all()
+def test_sharding_covers_every_scene_once(monkeypatch):
+    scenes = [f"s{i}" for i in range(10)]
+    shares = [reconstruct.shard(scenes, 3, i)[0] for i in range(3)]
+    assert sorted(sum(shares, [])) == sorted(scenes) and all(len(s) in (3, 4) for s in shares)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    assert reconstruct.shard(scenes, None, None) == (shares[2], 3, 2)
+    with pytest.raises(Exception, match="--process-id 3 of --num-processes 3"):
+        reconstruct.shard(scenes, 3, 3)
+
+
+@pytest.mark.parametrize("failure", ["unwritable", "disk_full"])
+def test_write_failures_are_one_line_and_leave_no_file(random_run, tmp_path, monkeypatch, capsys, failure):
+    np.save(tmp_path / "in.npy", _scene((40, 50)))
+    real_open = open
+
+    class FullFile:
+        def __init__(self, path, mode):
+            self.f = real_open(path, mode)
+
+        def write(self, data):
+            if len(data) > 1024:  # the header fits, the pixels do not
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(data)
+
+        def close(self):
+            self.f.close()
+
+    def fake_open(path, mode="r", *a, **k):
+        if failure == "unwritable":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return FullFile(path, mode)
+
+    monkeypatch.setattr(scene_io, "open", fake_open, raising=False)
+    monkeypatch.setattr(inference, "load_run", lambda *a, **k: random_run)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert _run(["--checkpoint", "x", "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "out.npy"),
+                 "--units", "intensity"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    reason = "Permission denied" if failure == "unwritable" else "No space left on device"
+    assert len(err) == 1 and err[0] == f"error: output {tmp_path / 'out.npy'}: cannot write ({reason})", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 @pytest.mark.parametrize("case,match", [
@@ -207,30 +307,39 @@ def test_memory_stays_bounded_on_a_large_memmapped_scene(intensity_run, tmp_path
     ("missing_input", "no such file"),
     ("bad_ext", "unsupported extension"),
     ("tile", "multiple of 16"),
-    ("overlap", "overlap"),
+    ("halo", "halo 8"),
     ("png_for_float", "PNG holds 8-bit"),
     ("log8_into_linear", "log8"),
+    ("bad_latent", "not a sar_jax latent raster"),
+    ("missing_folder", "does not exist"),
+    ("band", "choose one with --band (0..2)"),
+    ("no_units", "units"),
     ("negative", "negative values"),
-    ("bad_latent", "not a sar_jax latent file"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(intensity_run, tmp_path, capsys, case, match):
     np.save(tmp_path / "in.npy", _scene((40, 50)))
-    np.save(tmp_path / "neg.npy", -_scene((40, 300)))
     np.save(tmp_path / "u8.npy", np.zeros((40, 50), np.uint8))
-    np.savez(tmp_path / "junk.npz", a=np.zeros(3))
+    _geotiff(tmp_path / "plain.tif", _scene((20, 20)))
+    np.save(tmp_path / "rgb.npy", np.ones((3, 40, 50), np.float32))
+    np.save(tmp_path / "neg.npy", -_scene((40, 50)))
     ck, inp, out = str(intensity_run), str(tmp_path / "in.npy"), str(tmp_path / "out.npy")
+    units = ["--units", "intensity"]
     args = {
         "missing_checkpoint": ["--checkpoint", str(tmp_path / "nope"), "--input", inp, "--output", out],
         "missing_input": ["--checkpoint", ck, "--input", str(tmp_path / "nope.npy"), "--output", out],
         "bad_ext": ["--checkpoint", ck, "--input", inp, "--output", str(tmp_path / "out.jpg")],
         "tile": ["--checkpoint", ck, "--input", inp, "--output", out, "--tile", "100"],
-        "overlap": ["--checkpoint", ck, "--input", inp, "--output", out, "--tile", "64", "--overlap", "32"],
+        "halo": ["--checkpoint", ck, "--input", inp, "--output", out, "--halo", "8"],
         "png_for_float": ["--checkpoint", ck, "--input", inp, "--output", str(tmp_path / "out.png")],
         "log8_into_linear": ["--checkpoint", ck, "--input", str(tmp_path / "u8.npy"), "--output", out],
-        "negative": ["--checkpoint", ck, "--input", str(tmp_path / "neg.npy"), "--output", out, "--tile", "32",
-                     "--overlap", "8"],
-        "bad_latent": ["--from-latent", str(tmp_path / "junk.npz"), "--output", out],
+        "bad_latent": ["--from-latent", str(tmp_path / "plain.tif"), "--output", out],
+        "missing_folder": ["--checkpoint", ck, "--input", inp, "--output", str(tmp_path / "no" / "out.npy")],
+        "band": ["--checkpoint", ck, "--input", str(tmp_path / "rgb.npy"), "--output", out],
+        "no_units": ["--checkpoint", ck, "--input", inp, "--output", out],
+        "negative": ["--checkpoint", ck, "--input", str(tmp_path / "neg.npy"), "--output", out],
     }[case]
+    if case not in ("bad_latent", "log8_into_linear", "no_units"):
+        args += units
     before = sorted(p.name for p in tmp_path.iterdir())
     assert _run(args) == 2
     err = capsys.readouterr().err.strip().splitlines()

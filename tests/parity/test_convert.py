@@ -13,14 +13,14 @@ from sar_jax.core.cli import run_main
 from sar_jax.core.config import default_config, load_config
 from sar_jax.core.errors import SarJaxError
 from sar_jax.nn.models import SARAutoencoder, init_variables
-from sar_jax.parity.checks import model_config, torch_model
+from sar_jax.parity.checkpoints import main
 from sar_jax.parity.convert import (
     TABLE,
     flax_to_torch,
-    main,
     num_batches_tracked,
     torch_to_flax,
 )
+from sar_jax.parity.fixtures import model_config, torch_model
 from sar_jax.training import checkpointing
 from sar_jax.training.state import create_train_state
 from sar_torch_ref.models import SARAutoencoder as TorchAutoencoder
@@ -93,8 +93,9 @@ def test_torch_to_flax_reports_every_problem_at_once(trained_sd):
     with pytest.raises(SarJaxError) as info:
         torch_to_flax(bad)
     msg = str(info.value)
-    for fragment in ("missing 2 key(s): encoder.block1.bn.bias, decoder.final.bias", "unexpected 1 key(s): "
-                     "encoder.extra.weight", "decoder.block0.deconv.weight has shape (3, 99, 5, 5), expected (3, 16, 5, 5)"):
+    for fragment in ("missing 2 key(s): encoder.block1.bn.bias, decoder.final.bias",
+                     "unexpected 1 key(s): encoder.extra.weight",
+                     "decoder.block0.deconv.weight has shape (3, 99, 5, 5), expected (3, 16, 5, 5)"):
         assert fragment in msg
 
 
@@ -138,6 +139,7 @@ def _saved_model_checkpoint(path, model_cfg=None, sd=None, nbt=0):
     return config
 
 
+@pytest.mark.slow
 def test_cli_round_trip_of_a_saved_model(tmp_path, trained_sd):
     src = tmp_path / "model.pt"
     config = _saved_model_checkpoint(src, sd=trained_sd)
@@ -172,14 +174,18 @@ def _cli_error(argv, capsys):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs(tmp_path, capsys, trained_sd):
     assert "no such file" in _cli_error(["--from-torch", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "r")],
                                         capsys)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
     assert "cannot be read" in _cli_error(["--from-torch", str(corrupt), "--out", str(tmp_path / "r")], capsys)
-    assert "is a directory" in _cli_error(["--from-torch", str(tmp_path), "--out", str(tmp_path / "r")], capsys)
-    assert "is a file" in _cli_error(["--to-torch", str(corrupt), "--out", str(tmp_path / "x.pt")], capsys)
+    # the library names its parameters (ckpt_path, run_dir, out); the command line names the flags
+    assert _cli_error(["--from-torch", str(tmp_path), "--out", str(tmp_path / "r")], capsys).startswith(
+        f"error: --from-torch {tmp_path}: is a directory")
+    assert _cli_error(["--to-torch", str(corrupt), "--out", str(tmp_path / "x.pt")], capsys).startswith(
+        f"error: --to-torch {corrupt}: is a file")
     assert "no such run directory" in _cli_error(["--to-torch", str(tmp_path / "none"), "--out",
                                                   str(tmp_path / "x.pt")], capsys)
     assert "no checkpoints" in _cli_error(["--to-torch", str(tmp_path), "--out", str(tmp_path / "x.pt")], capsys)
@@ -193,8 +199,10 @@ def test_cli_bad_inputs(tmp_path, capsys, trained_sd):
     _saved_model_checkpoint(good, sd=trained_sd)
     run = tmp_path / "run"
     assert main(["--from-torch", str(good), "--out", str(run)]) == 0
-    assert "is a directory" in _cli_error(["--to-torch", str(run), "--out", str(run)], capsys)
-    assert "already holds a run" in _cli_error(["--from-torch", str(good), "--out", str(run)], capsys)
+    assert _cli_error(["--to-torch", str(run), "--out", str(run)], capsys).startswith(
+        f"error: --out {run}: is a directory")
+    line = _cli_error(["--from-torch", str(good), "--out", str(run)], capsys)
+    assert line.startswith(f"error: --out {run}: already holds a run") and "--overwrite" in line
     assert main(["--from-torch", str(good), "--out", str(run), "--overwrite"]) == 0
     shutil.rmtree(run / "checkpoints")
     assert "checkpoints" in _cli_error(["--to-torch", str(run), "--out", str(tmp_path / "x.pt")], capsys)

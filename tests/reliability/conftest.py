@@ -5,12 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
-TINY = ["--config", "quickstart", "--set", "model.base_channels=4", "--set", "model.latent_channels=4",
-        "--set", "data.patch_size=32", "--set", "data.scene_size=64", "--set", "data.num_scenes=5",
-        "--set", "data.stride=16", "--set", "train.batch_size=4", "--set", "logging.progress=false"]
-
 
 def run_cli(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m module args...`` with captured text output."""
@@ -27,8 +21,3 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
     for fragment in fragments:
         assert fragment in errors[0], (fragment, errors[0])
 
-
-@pytest.fixture
-def tiny():
-    """Flags of a tiny training run."""
-    return list(TINY)

@@ -10,6 +10,8 @@ import pytest
 
 from tests.reliability.conftest import assert_user_error, run_cli
 
+pytestmark = pytest.mark.slow  # the command lines in subprocesses
+
 
 @pytest.mark.parametrize("override,fragments", [
     ("train.lrr=0.1", ["unknown key 'train.lrr'", "did you mean 'lr'"]),
@@ -19,9 +21,9 @@ from tests.reliability.conftest import assert_user_error, run_cli
     ("data.patch_size=40", ["data.patch_size = 40", "multiple of 16"]),
     ("train.batch_size=4000", ["train.batch_size = 4000 is larger than the training split"]),
 ])
-def test_config_mistakes(tmp_path, tiny, override, fragments):
+def test_config_mistakes(tmp_path, tiny_args, override, fragments):
     out = tmp_path / "run"
-    proc = run_cli("sar_jax.train", *tiny, "--set", override, "--out", str(out))
+    proc = run_cli("sar_jax.train", *tiny_args, "--set", override, "--out", str(out))
     assert_user_error(proc, *fragments)
     assert not out.exists()
 
@@ -33,8 +35,8 @@ def test_unreadable_json_names_line_and_column(tmp_path):
                       str(bad), "line 2 column")
 
 
-def test_early_stopping_not_above_lr_patience_warns(tmp_path, tiny):
-    proc = run_cli("sar_jax.train", *tiny, "--set", "train.early_stopping_patience=2", "--set",
+def test_early_stopping_not_above_lr_patience_warns(tmp_path, tiny_args):
+    proc = run_cli("sar_jax.train", *tiny_args, "--set", "train.early_stopping_patience=2", "--set",
                    "train.lr_patience=3", "--set", "train.epochs=1", "--out", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "warning:" in proc.stderr and "early_stopping_patience" in proc.stderr
@@ -74,30 +76,35 @@ def _data_case(tmp_path: Path, case: str) -> tuple[Path, list[str]]:
 
 @pytest.mark.parametrize("case", ["missing", "empty", "extension", "corrupt-tiff", "corrupt-npy",
                                   "nan-strict", "constant", "small"])
-def test_data_mistakes(tmp_path, tiny, case):
+def test_data_mistakes(tmp_path, tiny_args, case):
     path, fragments = _data_case(tmp_path, case)
     out = tmp_path / "run"
-    proc = run_cli("sar_jax.train", *tiny, "--data", str(path), "--set", "data.strict=true", "--out", str(out))
+    proc = run_cli("sar_jax.train", *tiny_args, "--data", str(path), "--set", "data.strict=true",
+                   "--set", "data.units=intensity", "--out", str(out))
     assert_user_error(proc, *fragments)
+    if case.startswith("corrupt"):  # the error line alone: no reader/GDAL log line before it
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not out.exists()
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    from tests.reliability.conftest import TINY
+    from tests.conftest import TINY_ARGS
 
     run = tmp_path_factory.mktemp("trained") / "run"
-    proc = run_cli("sar_jax.train", *TINY, "--set", "train.epochs=1", "--out", str(run))
+    proc = run_cli("sar_jax.train", *TINY_ARGS, "--set", "train.epochs=1", "--out", str(run))
     assert proc.returncode == 0, proc.stderr[-2000:]
     return run
 
 
-def test_output_mistakes(tmp_path, tiny, trained_run):
+def test_output_mistakes(tmp_path, tiny_args, trained_run):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    assert_user_error(run_cli("sar_jax.train", *tiny, "--out", str(blocker / "run")), "cannot write the run directory")
+    assert_user_error(run_cli("sar_jax.train", *tiny_args, "--out", str(blocker / "run")),
+                      f"--out {blocker / 'run'}: cannot write the run directory")
     before = sorted(p.name for p in trained_run.rglob("*"))
-    assert_user_error(run_cli("sar_jax.train", *tiny, "--out", str(trained_run)), "already holds a run", "--resume")
+    assert_user_error(run_cli("sar_jax.train", *tiny_args, "--out", str(trained_run)),
+                      f"--out {trained_run}: already holds a run", "--resume", "--overwrite")
     assert sorted(p.name for p in trained_run.rglob("*")) == before  # nothing touched
 
 

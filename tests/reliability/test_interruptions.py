@@ -22,7 +22,9 @@ from sar_jax.training import checkpointing
 from sar_jax.training import loop as train
 from sar_jax.training.state import create_train_state
 
-TIMING_KEYS = {"epoch_seconds", "train_images_per_second"}
+pytestmark = pytest.mark.slow  # training runs in subprocesses, signals, resumes
+
+TIMING_KEYS = {"epoch_seconds", "train_images_per_second", "data_wait_seconds"}
 
 
 def _state(run: Path, which: str = "latest"):
@@ -39,9 +41,9 @@ def _max_diff(a, b) -> float:
     return max(jax.tree.leaves(jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v))), a, b)))
 
 
-def _start(tiny, run: Path, epochs: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sar_jax.train", *tiny, "--out", str(run),
-                             "--set", f"train.epochs={epochs}", "--set", "data.num_scenes=8"],
+def _start(tiny_args, run: Path, epochs: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sar_jax.train", *tiny_args, "--out", str(run),
+                             "--set", f"train.epochs={epochs}", "--set", "data.num_scenes=8", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
 
@@ -56,10 +58,10 @@ def _wait_for_epochs(run: Path, n: int, proc: subprocess.Popen, timeout: float =
     raise AssertionError("training did not progress")
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_checkpoints_and_resume_continues_identically(tmp_path, tiny, sig, code):
+@pytest.mark.parametrize("sig,code,workers", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 0)])
+def test_signal_checkpoints_and_resume_continues_identically(tmp_path, tiny_args, sig, code, workers):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    proc = _start(tiny, stopped, epochs=3)
+    proc = _start(tiny_args, stopped, 3, "--set", f"data.workers={workers}")
     _wait_for_epochs(stopped, 1, proc)
     time.sleep(0.3)  # land inside epoch 2
     proc.send_signal(sig)
@@ -70,9 +72,9 @@ def test_signal_checkpoints_and_resume_continues_identically(tmp_path, tiny, sig
     interrupted_at = checkpointing.read_metadata(stopped, "latest")
     assert subprocess.run([sys.executable, "-m", "sar_jax.train", "--resume", str(stopped)],
                           capture_output=True, timeout=600).returncode == 0
-    assert subprocess.run([sys.executable, "-m", "sar_jax.train", *tiny, "--out", str(straight),
+    assert subprocess.run([sys.executable, "-m", "sar_jax.train", *tiny_args, "--out", str(straight),
                            "--set", "train.epochs=3", "--set", "data.num_scenes=8"],
-                          capture_output=True, timeout=600).returncode == 0
+                          capture_output=True, timeout=600).returncode == 0  # in-process: the same batches
     a, b = _log(straight), _log(stopped)
     assert [r["epoch"] for r in b] == [1, 2, 3]
     for ra, rb in zip(a, b):
@@ -99,10 +101,10 @@ def _kill_inside_a_save(proc: subprocess.Popen, ckpt: Path, timeout: float = 300
     return False
 
 
-def test_sigkill_inside_a_checkpoint_write_keeps_a_loadable_checkpoint(tmp_path, tiny):
+def test_sigkill_inside_a_checkpoint_write_keeps_a_loadable_checkpoint(tmp_path, tiny_args):
     run = tmp_path / "run"
     killed_mid_save = 0
-    proc = _start(tiny, run, epochs=40)
+    proc = _start(tiny_args, run, epochs=40)
     _wait_for_epochs(run, 1, proc)  # one complete checkpoint exists
     for _ in range(6):
         killed_mid_save += _kill_inside_a_save(proc, run / "checkpoints")
@@ -120,11 +122,10 @@ def test_sigkill_inside_a_checkpoint_write_keeps_a_loadable_checkpoint(tmp_path,
     assert [r["epoch"] for r in _log(run)] == list(range(1, done + 2))
 
 
-def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny, monkeypatch):
+def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_args, monkeypatch):
     """A NaN injected in epoch 2 through the real train step: stop naming the step, no NaN saved."""
     real = train.compile_steps
-    overrides = [v for k, v in zip(tiny[2::2], tiny[3::2])] + ["data.num_scenes=8"]
-    per_epoch = len(build_datasets(load_config("quickstart", overrides)[0]).train) // 4
+    per_epoch = len(build_datasets(load_config("tiny", ["data.num_scenes=8"])[0]).windows["train"]) // 4
     bad = per_epoch + 3  # third step of epoch 2
 
     def poisoned(model, config):
@@ -140,16 +141,16 @@ def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny
     monkeypatch.setattr(train, "compile_steps", poisoned)
     run = tmp_path / "run"
     with pytest.raises(SarJaxError, match=rf"NaN/Inf at epoch 2, step {bad}\b"):
-        train.main(tiny + ["--out", str(run), "--set", "train.epochs=3", "--set", "data.num_scenes=8"])
+        train.main(tiny_args + ["--out", str(run), "--set", "train.epochs=3", "--set", "data.num_scenes=8"])
     state, meta = _state(run)
     assert meta["epoch"] == 1 and len(_log(run)) == 1
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves((state.params, state.opt_state)))
 
 
-def test_same_seed_gives_bitwise_identical_runs(tmp_path, tiny):
+def test_same_seed_gives_bitwise_identical_runs(tmp_path, tiny_args):
     runs = [tmp_path / "a", tmp_path / "b"]
     for run in runs:
-        train.main(tiny + ["--out", str(run), "--set", "train.epochs=2"])
+        train.main(tiny_args + ["--out", str(run), "--set", "train.epochs=2"])
     logs = [[{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in _log(run)] for run in runs]
     assert logs[0] == logs[1]  # exact equality, not approx
     sa, sb = (_state(run)[0] for run in runs)

@@ -12,19 +12,21 @@ import torch
 
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.rundir import LOG_KEYS, read_log
-from sar_jax.data.batching import BatchIterator
+from sar_jax.data.grain_pipeline import PatchLoader, ReadPatches
+from sar_jax.data.sources import ArrayScene
+from sar_torch_ref import train as torch_train
 from sar_torch_ref.evaluation import per_image_metrics
 from sar_torch_ref.models import SARAutoencoder
-from sar_torch_ref.train import latest_run_dir, main, resolve_resume, run_main
+from sar_torch_ref.train import main, resolve_resume, run_main
 from sar_torch_ref.training import evaluate, load_checkpoint, save_checkpoint
+from tests.conftest import TINY_ARGS
 
-TINY = ["--config", "quickstart",
-        "--set", "model.base_channels=4", "--set", "model.latent_channels=4",
-        "--set", "data.patch_size=32", "--set", "data.scene_size=64", "--set", "data.stride=null",
-        "--set", "data.num_scenes=4", "--set", "train.batch_size=4",
-        "--set", "train.lr_patience=0", "--set", "train.early_stopping_patience=5",
-        "--set", "logging.histogram_every=1", "--set", "logging.num_samples=2",
-        "--set", "logging.progress=false"]
+pytestmark = pytest.mark.slow  # every test drives the reference trainer end to end
+
+# configs/tiny.json with 4 scenes without patch overlap, lr 1e-3 (the validation loss stalls within 3 epochs)
+# and the LR halved after every epoch without improvement, so resuming must carry the plateau's state
+TINY = [*TINY_ARGS, "--set", "data.stride=null", "--set", "data.num_scenes=4", "--set", "train.lr=1e-3",
+        "--set", "train.lr_patience=0"]
 SCALARS = {"train/loss", "train/mse", "train/ssim", "train/psnr", "val/loss", "val/mse", "val/ssim",
            "val/psnr", "lr", "epoch_seconds", "train_images_per_second"}
 
@@ -52,7 +54,7 @@ def test_run_dir_artifacts(two_epoch_run):
     for r in records:
         assert set(LOG_KEYS) | {"best"} <= set(r)
         assert all(isinstance(r[k], (int, float)) for k in LOG_KEYS)
-    assert records[0]["lr"] == pytest.approx(1e-3)  # quickstart's train.lr, used during epoch 1
+    assert records[0]["lr"] == pytest.approx(1e-3)  # train.lr, used during epoch 1
     assert records[0]["best"] is True
     png = (run / "reconstructions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -94,7 +96,7 @@ def test_checkpoints(two_epoch_run):
     best_epoch = min(log, key=lambda r: r["val_loss"])["epoch"]
     assert best["epoch"] == best_epoch
     assert last["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in log))
-    assert not list((two_epoch_run / "checkpoints").glob("*.tmp"))
+    assert not list((two_epoch_run / "checkpoints").glob(".*.partial-*"))
 
 
 def test_resume_equals_straight_run(two_epoch_run, three_epoch_run, tmp_path):
@@ -137,7 +139,13 @@ def test_evaluate_averages_over_images(two_epoch_run):
     model = SARAutoencoder(ckpt["config"]["model"])
     model.load_state_dict(ckpt["model"])
     images = np.random.default_rng(0).random((5, 32, 32, 1), dtype=np.float32)
-    got = evaluate(model, BatchIterator(images, 2, shuffle=False, prefetch=0), ckpt["config"], torch.device("cpu"))
+    # the five images side by side in one 8-bit-log scene whose preprocessing is the identity on [0, 1]
+    scene = ArrayScene("images", np.concatenate(list(images[..., 0]), axis=1), units="log8")
+    identity = {"mode": "log8", "vmin": 0.0, "vmax": 1.0, "floor": 1e-6, "percentiles": [1.0, 99.0]}
+    windows = np.array([[0, 0, 32 * k] for k in range(5)])
+    loader = PatchLoader(lambda epoch: windows, 5, ReadPatches([scene], 32, identity, pad_to=2), 2, shuffle=False,
+                         seed=0, drop_last=False, prefetch=0)
+    got = evaluate(model, loader, ckpt["config"], torch.device("cpu"))
     model.eval()
     with torch.no_grad():
         x = torch.from_numpy(images).permute(0, 3, 1, 2)
@@ -176,14 +184,16 @@ def test_bad_checkpoints(tmp_path, two_epoch_run):
         main(["--resume", str(tmp_path / "nowhere")])
 
 
-def test_resume_resolution(tmp_path, two_epoch_run):
+def test_resume_resolution(tmp_path, two_epoch_run, monkeypatch):
     root = tmp_path / "runs"
     for name in ("quickstart-20240101-000000", "quickstart-20250101-000000", "quickstart-x-20990101-000000"):
         (root / name / "checkpoints").mkdir(parents=True)
         (root / name / "checkpoints" / "last.pt").write_bytes(b"")
-    assert latest_run_dir("quickstart", root).name == "quickstart-20250101-000000"
-    with pytest.raises(SarJaxError, match="no run of config"):
-        latest_run_dir("baseline", root)
+    monkeypatch.setattr(torch_train, "RUNS_ROOT", root)
+    ckpt, run = resolve_resume(True, "quickstart", None)
+    assert run == root / "quickstart-20250101-000000" and ckpt == run / "checkpoints" / "last.pt"
+    with pytest.raises(SarJaxError, match="^--resume: no run of config 'baseline'"):
+        resolve_resume(True, "baseline", None)
     ckpt, run = resolve_resume(True, "quickstart", str(two_epoch_run))
     assert (ckpt, run) == (two_epoch_run / "checkpoints" / "last.pt", two_epoch_run)
     ckpt, run = resolve_resume(str(two_epoch_run / "checkpoints" / "best.pt"), "quickstart", None)

@@ -20,12 +20,15 @@ def read_log(run) -> list[dict]:
 
 
 def assert_same_epochs(run, reference) -> None:
-    """Epochs 1..3 of ``run`` match the reference run's (train and validation loss, rel 1e-5)."""
+    """Epochs 1..3 of ``run`` match the reference run's (train and validation loss, rel 3e-4)."""
     a, b = read_log(reference), read_log(run)
     assert [r["epoch"] for r in b] == [1, 2, 3]
+    # N vs 1 devices reduce in a different order: measured drift 5e-6 after 2 epochs, 8e-5 after 3 for
+    # 4 devices (the resumed run equals a straight 4-device run exactly); a wrong batch or state would
+    # move it by ~1e-2
     for ra, rb in zip(a, b):
-        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-5)
-        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
+        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=3e-4)
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=3e-4)
 
 
 def test_four_devices_match_one_device_with_the_same_global_batch(single_process):

@@ -8,7 +8,9 @@ import pytest
 import torch
 from pytorch_msssim import ssim as torch_ssim
 
-from sar_jax.training.losses import combined_loss, per_image_metrics, psnr, ssim
+from sar_jax.metrics.psnr import psnr
+from sar_jax.metrics.ssim import ssim
+from sar_jax.training.losses import combined_loss, per_image_metrics
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Config files, --set overrides and validation (sar_jax.config)."""
+"""Config files, overrides and validation (sar_jax.core.config); CLI error plumbing (sar_jax.core.cli)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from sar_jax.core.cli import run_main
+from sar_jax.core.cli import flag_names, run_main
 from sar_jax.core.config import (
     CONFIG_DIR,
     SCHEMA,
@@ -244,3 +244,20 @@ def test_cli_turns_errors_into_one_line_and_status_2(capsys):
     assert run_main(main, []) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "train.lr" in err
+
+
+def test_flag_names_turn_library_parameters_into_flags(capsys):
+    @flag_names(overrides="--set", run_dir="--out", resume="--resume")
+    def main(argv):
+        load_config("baseline", ["train.lr"])
+        return 0
+
+    assert run_main(main, []) == 2
+    assert capsys.readouterr().err == "error: --set 'train.lr': expected section.key=value, e.g. train.lr=3e-4\n"
+    with pytest.raises(SarJaxError) as info:
+        with flag_names(run_dir="--out", resume="--resume"):
+            raise SarJaxError("run_dir /tmp/run_dir/x: held; pass resume=True, not resume")
+    assert str(info.value) == "--out /tmp/run_dir/x: held; pass --resume, not resume"
+    with pytest.raises(SarJaxError, match="^checkpoint x: bad$"):
+        with flag_names(run_dir="--out"):
+            raise SarJaxError("checkpoint x: bad")

@@ -1,4 +1,4 @@
-"""The custom VJPs of the conv layers: input and kernel gradients equal torch's autograd."""
+"""sar_jax.ops.conv: the custom VJPs of the convolutions: input and kernel gradients equal torch's autograd."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sar_jax.nn import layers
-from sar_jax.nn.layers import strided_conv, transposed_conv
+from sar_jax.ops import conv
+from sar_jax.ops.conv import strided_conv, transposed_conv
 
 
 def _torch_grads(op, x, w, g):
@@ -85,8 +85,9 @@ def test_batch_chunked_convolutions_equal_torch(kind, monkeypatch):
         op = lambda a, b: torch.nn.functional.conv_transpose2d(a, b, stride=2, padding=2, output_padding=1)
         fn, kernel, back = transposed_conv, wt.transpose(2, 3, 0, 1), (2, 3, 0, 1)
         per_sample = 14 * 18 * 6
-    monkeypatch.setattr(layers, "CPU_CONV_CHUNK_ELEMENTS", 2 * per_sample)
-    assert layers._chunk(jnp.zeros(x.shape[:1] + x.shape[2:] + x.shape[1:2]), g.shape[:1] + g.shape[2:] + g.shape[1:2]) == 2
+    monkeypatch.setattr(conv, "CPU_CONV_CHUNK_ELEMENTS", 2 * per_sample)
+    nhwc = lambda shape: shape[:1] + shape[2:] + shape[1:2]  # noqa: E731
+    assert conv._chunk(jnp.zeros(nhwc(x.shape)), nhwc(g.shape)) == 2
     ref = op(torch.from_numpy(x), torch.from_numpy(wt)).numpy()
     xj = x.transpose(0, 2, 3, 1)
     out = jax.jit(fn)(xj, kernel)

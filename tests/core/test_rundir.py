@@ -1,4 +1,4 @@
-"""Run-directory layout (sar_jax.rundir)."""
+"""Run-directory layout (sar_jax.core.rundir) and atomic writes (sar_jax.core.files)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import pytest
 
 from sar_jax.core.config import default_config
 from sar_jax.core.errors import SarJaxError
+from sar_jax.core.files import atomic_path, write_json_atomic
 from sar_jax.core.rundir import (
     LOG_KEYS,
     append_log,
     default_run_dir,
+    latest_run_dir,
     prepare_run_dir,
     read_log,
     truncate_log,
-    write_json_atomic,
 )
 
 
@@ -40,10 +41,11 @@ def test_prepare_writes_config_and_refuses_another_run(tmp_path):
     assert prepare_run_dir(run, config, resume=False) == run
     assert json.loads((run / "config.json").read_text()) == config
     assert (run / "checkpoints").is_dir()
-    assert not list(run.glob("*.tmp"))
+    assert not list(run.glob(".*.partial-*"))
     with pytest.raises(SarJaxError, match="already holds a run") as info:
         prepare_run_dir(run, config, resume=False)
-    assert "--resume" in str(info.value) and "--overwrite" in str(info.value)
+    assert str(info.value).startswith(f"run_dir {run}:")
+    assert "resume=True" in str(info.value) and "overwrite=True" in str(info.value)
     assert "\n" not in str(info.value)
 
 
@@ -114,7 +116,7 @@ def test_truncate_log(tmp_path):
     assert [r["epoch"] for r in read_log(tmp_path)] == [1, 2, 3]
     truncate_log(tmp_path, 0)
     assert read_log(tmp_path) == []
-    assert not (tmp_path / "training.log.tmp").exists()
+    assert not list(tmp_path.glob(".*.partial-*"))
     append_log(tmp_path, _record(1))
     assert [r["epoch"] for r in read_log(tmp_path)] == [1]
 
@@ -137,3 +139,28 @@ def test_write_json_atomic(tmp_path):
     write_json_atomic(tmp_path / "x.json", {"b": None})
     assert json.loads((tmp_path / "x.json").read_text()) == {"b": None}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_atomic_path_leaves_the_old_file_when_the_write_fails(tmp_path):
+    target = tmp_path / "x.json"
+    write_json_atomic(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"half')
+            raise RuntimeError("crash mid-write")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_latest_run_dir_takes_the_newest_timestamped_run_holding_the_file(tmp_path):
+    for name in ("quickstart-20250101-000000", "quickstart-20250301-000000", "quickstart-20250201-000000",
+                 "quickstart-old", "quickstart-20250401-000000"):
+        (tmp_path / name).mkdir()
+    for name in ("quickstart-20250101-000000", "quickstart-20250201-000000", "quickstart-old"):
+        (tmp_path / name / "config.json").write_text("{}")
+    (tmp_path / "quickstart-20250301-000000" / "checkpoints").mkdir()
+    (tmp_path / "quickstart-20250301-000000" / "checkpoints" / "last.pt").write_bytes(b"")
+    assert latest_run_dir("quickstart", tmp_path).name == "quickstart-20250201-000000"
+    assert latest_run_dir("quickstart", tmp_path, "checkpoints/last.pt").name == "quickstart-20250301-000000"
+    with pytest.raises(SarJaxError, match="no run of config 'baseline' holding config.json"):
+        latest_run_dir("baseline", tmp_path)

@@ -43,6 +43,7 @@ def _scripted_evaluate(losses):
     return evaluate
 
 
+@pytest.mark.slow
 def test_plateau_scales_lr_per_epoch_and_early_stopping(tmp_path, tiny_args, monkeypatch):
     # lr_patience 1 (torch semantics: reduce on the 2nd non-improving epoch), early stop after 4.
     losses = [1.0, 0.9, 0.9, 0.95, 0.91, 0.99, 0.98, 0.97, 0.96]
@@ -58,6 +59,7 @@ def test_plateau_scales_lr_per_epoch_and_early_stopping(tmp_path, tiny_args, mon
     assert [r["best"] for r in records] == [True, True, False, False, False, False]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_artifact(tmp_path, tiny_args, capsys):
     run = tmp_path / "run"
     assert train.main(tiny_args + ["--out", str(run), "--set", "train.epochs=3"]) == 0
@@ -86,7 +88,8 @@ def test_tiny_run_writes_every_artifact(tmp_path, tiny_args, capsys):
     assert steps == sorted({2 * per_epoch, 3 * per_epoch, best_epoch * per_epoch})
     meta = checkpointing.read_metadata(run, "best")
     assert meta["epoch"] == best_epoch and meta["config"] == config
-    assert set(meta["preprocessing_params"]) == {"mode", "vmin", "vmax", "floor", "percentiles"}
+    assert set(meta["preprocessing_params"]) == {"mode", "vmin", "vmax", "floor", "percentiles", "log_bias_db",
+                                                 "log_bias_db_by_units"}
     assert meta["versions"]["jax"] == jax.__version__
     png = (run / "reconstructions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -100,6 +103,7 @@ def _params(run):
     return state
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path, tiny_args):
     straight, split = tmp_path / "straight", tmp_path / "split"
     train.main(tiny_args + ["--out", str(straight), "--set", "train.epochs=4"])
@@ -107,14 +111,15 @@ def test_resume_continues_exactly(tmp_path, tiny_args):
     train.main(["--resume", str(split), "--set", "train.epochs=4"])
     a, b = _params(straight), _params(split)
     assert int(b.epoch) == 4 and int(b.step) == int(a.step)
-    diffs = jax.tree.leaves(jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v))),
-                                         (a.params, a.batch_stats, a.opt_state), (b.params, b.batch_stats, b.opt_state)))
+    trees = [(s.params, s.batch_stats, s.opt_state) for s in (a, b)]
+    diffs = jax.tree.leaves(jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v))), *trees))
     assert max(diffs) <= 1e-6
     la, lb = read_log(straight), read_log(split)
     assert [r["epoch"] for r in lb] == [1, 2, 3, 4]
     assert [r["val_loss"] for r in la] == pytest.approx([r["val_loss"] for r in lb], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_out_dir_holding_a_run_is_refused(tmp_path, tiny_args):
     run = tmp_path / "run"
     (run).mkdir()

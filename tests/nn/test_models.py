@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
@@ -62,8 +63,7 @@ def test_init_statistics_match_kaiming_fan_out(baseline):
     _, variables = baseline
     gain = math.sqrt(2.0 / (1 + 0.2**2))
     params = variables["params"]
-    for part, layer, key in [(p, l, k) for p in ("encoder", "decoder")
-                             for l, k in [("block0", None), ("block1", None), ("block2", None), ("final", None)]]:
+    for part, layer in itertools.product(("encoder", "decoder"), ("block0", "block1", "block2", "final")):
         sub = params[part][layer]
         kernel = np.asarray(sub["kernel"] if layer == "final" else
                             sub["conv" if part == "encoder" else "deconv"]["kernel"])

@@ -1,0 +1,303 @@
+"""Rate-distortion study: the autoencoder as a codec against JPEG 2000, JPEG and block-mean resampling.
+
+    python -m benchmarks.rate_distortion [--quick] [--data PATH] [--out DIR]
+
+For each dataset (the synthetic data, and the real scenes in ``--data``, default ``../shared/data/sar``
+when present) a sweep trains one model per latent width (``model.latent_channels`` 2, 4, 8, 16;
+``--quick``: quickstart-size models) and every codec codes the test split's regions, whole, in the
+checkpoint's [0, 1] dB domain. Rates are bits per input pixel from encoded bytes: the JPEG 2000
+codestream, the JPEG file, and for block means and latents the int8 values (the latent file's
+quantiser) DEFLATE-compressed plus a float32 scale and offset per band. The GeoTIFF container of a
+latent file (tags, ~1-2 KB) is not counted, as JPEG 2000 is counted without its JP2 boxes.
+
+Per point: bpp, PSNR, SSIM, MS-SSIM (valid pixels for PSNR), ENL ratio (linear intensity, the
+input's homogeneous windows), and on synthetic data PSNR against the speckle-free reflectivity.
+BD-rate (Bjontegaard, cubic fit in log rate; the ``bjontegaard`` package) of every codec against
+JPEG 2000, for PSNR and MS-SSIM. Writes ``rd.json``, ``rd.md`` and ``rd.png`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sar_jax.baselines.codecs import bicubic_upsample, block_means, jpeg, jpeg2000
+from sar_jax.core.cli import run_main
+from sar_jax.core.errors import SarJaxError
+from sar_jax.core.files import atomic_path, write_json_atomic, write_text_atomic
+from sar_jax.core.paths import SHARED_SAR_DIR
+
+LATENT_CHANNELS = (2, 4, 8, 16)
+JPEG2000_BPP = (0.03, 0.06, 0.125, 0.25, 0.5, 1.0, 2.0)
+JPEG_QUALITY = (5, 10, 20, 40, 70, 90)
+BLOCK_FACTORS = (16, 8, 4, 2)
+ANCHOR = "JPEG 2000"
+
+
+@dataclass
+class TestImage:
+    """One test region: normalised input, its original values and validity, and the clean truth if known."""
+
+    name: str
+    x: np.ndarray  # (H, W) float32 in [0, 1]
+    values: np.ndarray  # (H, W) the input in the data's units, as read (not clipped)
+    valid: np.ndarray  # (H, W) bool
+    clean: np.ndarray | None  # (H, W) speckle-free reflectivity in [0, 1] (synthetic data)
+
+
+def test_images(run_dir: Path) -> tuple[list[TestImage], dict[str, Any]]:
+    """The test split's regions of a run's data (cropped to multiples of 16) and its preprocessing."""
+    from sar_jax.data.pipeline import build_datasets
+    from sar_jax.data.preprocess import normalize
+    from sar_jax.data.synthetic import synthetic_scenes_with_reflectivity
+    from sar_jax.inference.run import load_run
+
+    run = load_run(run_dir)
+    config, params = run.config, run.preprocessing_params
+    datasets = build_datasets(config)
+    data_cfg = config["data"]
+    truth = None
+    if data_cfg["source"] == "synthetic":
+        truth = [refl for _, refl in synthetic_scenes_with_reflectivity(
+            data_cfg["num_scenes"], data_cfg["scene_size"], data_cfg["looks"], config["train"]["seed"])]
+    images = []
+    for k, r in enumerate(datasets.regions["test"]):
+        h, w = (r.r1 - r.r0) // 16 * 16, (r.c1 - r.c0) // 16 * 16
+        values, valid = datasets.scenes[r.scene].read((r.r0, r.c0, h, w))
+        clean = None
+        if truth is not None:
+            clean = normalize(truth[r.scene][r.r0:r.r0 + h, r.c0:r.c0 + w], params)
+        images.append(TestImage(f"{Path(datasets.sources[r.scene]).name}#{k}", normalize(values, params),
+                                values, valid, clean))
+    return images, params
+
+
+def deflated_int8_bytes(stored: np.ndarray, bands: int) -> int:
+    """Bytes of int8 values DEFLATE-compressed, plus a float32 scale and offset per band."""
+    return len(zlib.compress(np.ascontiguousarray(stored).tobytes(), 9)) + 8 * bands
+
+
+def block_mean_codec(image: np.ndarray, factor: int) -> tuple[np.ndarray, int]:
+    """Block means stored as the latents are (int8 through the latent file's quantiser), upsampled bicubically."""
+    from sar_jax.inference.latent import dequantize, quantize
+
+    stored, scales, offsets = quantize(block_means(image, factor)[..., None], "int8")
+    return bicubic_upsample(dequantize(stored, scales, offsets)[..., 0], image.shape), deflated_int8_bytes(stored, 1)
+
+
+class ModelCodec:
+    """A trained run as a codec: encoder -> int8 latent (the latent file's quantiser) -> decoder."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from sar_jax.inference.run import decode_fn, encode_fn, load_run
+
+        self.run = load_run(run_dir)
+        self.encode, self.decode = encode_fn(self.run.model), decode_fn(self.run.model)
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, int]:
+        from sar_jax.inference.latent import dequantize, quantize
+
+        z = np.asarray(self.encode(self.run.variables, image[None, :, :, None]))[0]
+        stored, scales, offsets = quantize(z, "int8")
+        x_hat = np.asarray(self.decode(self.run.variables, dequantize(stored, scales, offsets)[None]))[0, ..., 0]
+        return x_hat, deflated_int8_bytes(stored, z.shape[-1])
+
+
+def score(image: TestImage, decoded: np.ndarray, params: dict[str, Any]) -> dict[str, float | None]:
+    """PSNR (valid pixels), SSIM, MS-SSIM, ENL ratio and PSNR against the clean truth of one image."""
+    import jax.numpy as jnp
+
+    from sar_jax.data.preprocess import denormalize
+    from sar_jax.metrics.sar_stats import sar_statistics
+    from sar_jax.metrics.ssim import ms_ssim_per_image, ms_ssim_window, ssim_per_image
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        mse = float(np.mean((a[image.valid] - b[image.valid]) ** 2))
+        return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+    a, b = jnp.asarray(decoded[None, :, :, None]), jnp.asarray(image.x[None, :, :, None])
+    win = ms_ssim_window(min(image.x.shape))
+    stats = sar_statistics(image.values, denormalize(decoded, params), params["mode"], image.valid)
+    return {"psnr": psnr(decoded, image.x), "ssim": float(ssim_per_image(a, b)[0]),
+            "ms_ssim": float(ms_ssim_per_image(a, b, win)[0]) if win else None,
+            "enl_ratio": stats["enl_ratio"],
+            "psnr_clean": psnr(decoded, image.clean) if image.clean is not None else None}
+
+
+def rd_point(codec: str, setting: Any, fn: Callable[[np.ndarray], tuple[np.ndarray, int]],
+             images: list[TestImage], params: dict[str, Any]) -> dict[str, Any]:
+    """One codec setting over every test image: bits over all pixels, metrics averaged over images."""
+    nbytes, rows = 0, []
+    for image in images:
+        decoded, n = fn(image.x)
+        nbytes += n
+        rows.append(score(image, np.clip(decoded, 0.0, 1.0), params))
+    pixels = sum(image.x.size for image in images)
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in rows if r[key] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    return {"codec": codec, "setting": setting, "bpp": 8.0 * nbytes / pixels, "bytes": nbytes,
+            **{k: mean(k) for k in ("psnr", "ssim", "ms_ssim", "enl_ratio", "psnr_clean")}}
+
+
+def bd_rates(points: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """BD-rate (%) of each codec against JPEG 2000 for PSNR and MS-SSIM (None where the curves do not
+    overlap or have fewer than 4 points)."""
+    from bjontegaard import bd_rate
+
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for p in points:
+        curves.setdefault(p["codec"], []).append(p)
+    anchor = sorted(curves[ANCHOR], key=lambda p: p["bpp"])
+    out = {}
+    for codec, pts in curves.items():
+        if codec == ANCHOR:
+            continue
+        pts = sorted(pts, key=lambda p: p["bpp"])
+        out[codec] = {}
+        for metric in ("psnr", "ms_ssim"):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    value = bd_rate([p["bpp"] for p in anchor], [p[metric] for p in anchor],
+                                    [p["bpp"] for p in pts], [p[metric] for p in pts],
+                                    method="cubic", require_matching_points=False, min_overlap=0.0)
+                out[codec][metric] = float(value) if np.isfinite(value) else None
+            except (ValueError, TypeError, AssertionError, np.linalg.LinAlgError):
+                out[codec][metric] = None
+    return out
+
+
+def study(dataset: str, run_dirs: dict[int, Path]) -> dict[str, Any]:
+    """Every codec's RD points on one dataset's test split, and the BD-rates."""
+    images, params = test_images(next(iter(run_dirs.values())))
+    points = [rd_point(ANCHOR, bpp, lambda x, b=bpp: jpeg2000(x, b), images, params) for bpp in JPEG2000_BPP]
+    points += [rd_point("JPEG", q, lambda x, q=q: jpeg(x, q), images, params) for q in JPEG_QUALITY]
+    points += [rd_point("block mean + bicubic", f, lambda x, f=f: block_mean_codec(x, f), images, params)
+               for f in BLOCK_FACTORS]
+    for c, run_dir in sorted(run_dirs.items()):
+        points.append(rd_point("autoencoder (int8 latent)", c, ModelCodec(run_dir), images, params))
+    return {"dataset": dataset, "images": [i.name for i in images], "pixels": sum(i.x.size for i in images),
+            "preprocessing_params": params, "points": points, "bd_rate_vs_jpeg2000": bd_rates(points)}
+
+
+def train_models(config: str, overrides: list[str], out: Path, data: str | None) -> dict[int, Path]:
+    """One run per latent width through the sweep (finished runs are reused)."""
+    from sar_jax.training.sweep import run_name, run_sweep
+
+    grid = [("model.latent_channels", list(LATENT_CHANNELS))]
+    rows, failures = run_sweep(config, grid, overrides, out, data)
+    if failures:
+        raise SarJaxError("training failed: " + "; ".join(failures))
+    return {c: out / run_name({"model.latent_channels": c}) for c in LATENT_CHANNELS}
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Tables of RD points and BD-rates per dataset."""
+    lines = ["# Rate-distortion: autoencoder vs classical codecs", "",
+             f"`{result['command']}` ({result['mode']}; {result['seconds']:.0f} s). Rates: bits per input pixel "
+             "from encoded bytes; metrics in the checkpoint's [0, 1] dB domain (PSNR on valid pixels), ENL ratio "
+             "in linear intensity; PSNR clean: against the speckle-free reflectivity (synthetic data).", ""]
+    for s in result["studies"]:
+        lines += [f"## {s['dataset']} ({len(s['images'])} test regions, {s['pixels']} px)", "",
+                  "| codec | setting | bpp | PSNR | SSIM | MS-SSIM | ENL ratio | PSNR clean |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for p in s["points"]:
+            lines.append(f"| {p['codec']} | {p['setting']} | {p['bpp']:.4f} | {_fmt(p['psnr'], '.2f')} "
+                         f"| {_fmt(p['ssim'], '.4f')} | {_fmt(p['ms_ssim'], '.4f')} | {_fmt(p['enl_ratio'], '.2f')} "
+                         f"| {_fmt(p['psnr_clean'], '.2f')} |")
+        lines += ["", f"BD-rate against {ANCHOR} (negative: fewer bits for the same quality):", "",
+                  "| codec | BD-rate PSNR % | BD-rate MS-SSIM % |", "|---|---|---|"]
+        for codec, bd in s["bd_rate_vs_jpeg2000"].items():
+            lines.append(f"| {codec} | {_fmt(bd['psnr'], '+.1f')} | {_fmt(bd['ms_ssim'], '+.1f')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """bpp vs PSNR and vs MS-SSIM, one line per codec, one row per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    studies = result["studies"]
+    fig, axes = plt.subplots(len(studies), 2, figsize=(11, 4 * len(studies)), squeeze=False)
+    for row, s in zip(axes, studies):
+        codecs = dict.fromkeys(p["codec"] for p in s["points"])
+        for codec in codecs:
+            pts = sorted((p for p in s["points"] if p["codec"] == codec), key=lambda p: p["bpp"])
+            for ax, metric in zip(row, ("psnr", "ms_ssim")):
+                ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], "o-", label=codec, ms=4)
+        for ax, label in zip(row, ("PSNR (dB, [0, 1] dB domain)", "MS-SSIM")):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("bits per input pixel")
+            ax.set_ylabel(label)
+            ax.set_title(f"{s['dataset']}: {label.split(' (')[0]}")
+            ax.grid(alpha=0.3, which="both")
+        row[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def setup_args() -> argparse.ArgumentParser:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rate_distortion", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="quickstart-size models (<= 15 min on 2 cores)")
+    parser.add_argument("--data", default=None,
+                        help=f"folder of real scenes (default {SHARED_SAR_DIR} when present; 'none' to skip)")
+    parser.add_argument("--out", default="runs/rate_distortion", help="output folder (models are trained under it)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config key of every model (repeatable)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train (or reuse) the models, code every dataset's test split, write rd.json/md/png."""
+    args = setup_args().parse_args(argv)
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    config = "quickstart" if args.quick else "baseline"
+    overrides = list(args.overrides)
+    if not args.quick:  # baseline-width models on the quickstart's data, trained longer
+        overrides = ["data.patch_size=64", "data.stride=32", "data.num_scenes=60", "data.scene_size=256",
+                     "train.batch_size=16", "train.epochs=60", "train.lr_patience=4",
+                     "train.early_stopping_patience=10"] + overrides
+    data = args.data if args.data is not None else (str(SHARED_SAR_DIR) if SHARED_SAR_DIR.is_dir() else None)
+    datasets = [("synthetic", None)] + ([("real", data)] if data and data != "none" else [])
+    studies = []
+    for name, path in datasets:
+        run_dirs = train_models(config, overrides, out / f"models-{name}", path)
+        studies.append(study(name, run_dirs))
+        print(f"{name}: {len(studies[-1]['points'])} RD points", flush=True)
+    result = {"command": "python -m benchmarks.rate_distortion " + " ".join(argv or sys.argv[1:]),
+              "mode": "quick" if args.quick else "full", "config": config, "overrides": overrides,
+              "seconds": time.perf_counter() - t0, "studies": studies}
+    write_json_atomic(out / "rd.json", result)
+    write_text_atomic(out / "rd.md", markdown(result))
+    plot(result, out / "rd.png")
+    print(markdown(result))
+    print(f"wrote {out}/rd.json, rd.md, rd.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
