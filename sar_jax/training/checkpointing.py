@@ -98,12 +98,23 @@ def _check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state: Any
                           f"({len(bad)} arrays differ; {'; '.join(bad[:4])}{' ...' if len(bad) > 4 else ''})")
 
 
+def _placed(leaf: Any) -> Any:
+    """A shape without a placement goes to this process's first device: Orbax would otherwise use
+    the SAVED sharding, which names devices a smaller layout lacks ("Topology mismatch" when a
+    checkpoint of several devices or processes is loaded for inference on one)."""
+    if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None:
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                    sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+    return leaf
+
+
 def restore(run_dir: str | Path, abstract_state: Any, which: str = "latest",
             manager: ocp.CheckpointManager | None = None) -> tuple[Any, dict[str, Any]]:
     """Restore ``(state, metadata)`` of the latest or best checkpoint onto ``abstract_state``."""
     manager = manager or make_manager(run_dir, read_only=True)
     step = select_step(manager, which)
     _check_shapes(manager, step, abstract_state, run_dir)
+    abstract_state = jax.tree.map(_placed, abstract_state)
     try:
         restored = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), metadata=ocp.args.JsonRestore()))

@@ -8,6 +8,10 @@ jit-compiled over global arrays, BatchNorm means and the loss are computed over 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -16,15 +20,56 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sar_jax.core.errors import SarJaxError
+from sar_jax.training import process_link, runtime_log_filter
+
+HEARTBEAT_TIMEOUT_S = 60  # JAX's own dead-peer detection (fatal); the process link acts within ~20 s
+_link: process_link.ProcessLink | None = None
 
 
-def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
-    """Join a multi-process run (``jax.distributed.initialize``); CPU runs use gloo collectives."""
+def initialize(coordinator: str, num_processes: int, process_id: int, timeout: float = 60.0) -> None:
+    """Join a multi-process run: meet the other processes over a :mod:`process_link` (fails
+    with :class:`SarJaxError` after ``timeout`` seconds if they disagree or do not all come),
+    then ``jax.distributed.initialize`` with explicit timeouts; CPU runs use gloo collectives."""
+    global _link
     if not 0 <= process_id < num_processes:
-        raise SarJaxError(f"--process-id {process_id}: expected 0 <= id < --num-processes ({num_processes})")
+        raise SarJaxError(f"process_id {process_id}: expected 0 <= process_id < num_processes ({num_processes})")
+    _link = process_link.connect(coordinator, num_processes, process_id, timeout)
+    runtime_log_filter.install(f"process {process_id} of {num_processes}")
     if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=max(int(timeout), 1),
+                               heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
+                               shutdown_timeout_seconds=max(int(timeout), 1))
+    _link.watch(process_link.exit_now)
+    atexit.register(_link.close, goodbye=True)  # runs before JAX's own shutdown (registered earlier)
+
+
+@contextlib.contextmanager
+def errors_stop_every_process() -> Iterator[None]:
+    """In a multi-process run, an error in this process prints one ``error:`` line and ends it at
+    once (the others see its link close and stop too, instead of waiting in a collective or in
+    JAX's shutdown barrier); a normal exit says goodbye to the others. No-op for one process."""
+    if _link is None:
+        yield
+        return
+    where = f"process {_link.process_id} of {_link.num_processes}"
+    try:
+        yield
+    except SarJaxError as exc:
+        process_link.exit_now(f"{where}: {exc}")
+    except KeyboardInterrupt:
+        process_link.exit_now(f"{where}: interrupted", code=130)
+    except Exception as exc:
+        # A collective fails (JaxRuntimeError, or ValueError from gloo) the moment a peer dies, and
+        # the link sees that peer go at the same moment: its report, the cause, is the one shown.
+        if _link.lost.wait(2.0):
+            process_link.exit_now("a peer stopped")  # never printed: the link's report came first
+        if isinstance(exc, jax.errors.JaxRuntimeError):
+            process_link.exit_now(f"{where}: an operation across the processes failed "
+                                  f"({str(exc).splitlines()[0][:200]})")
+        traceback.print_exc()  # a bug: show where, then stop without waiting for the others
+        process_link.exit_now(f"{where}: stopped by the exception above", code=1)
 
 
 def make_mesh(devices: str | int) -> Mesh:
@@ -50,8 +95,32 @@ def check_batch(batch_size: int, mesh: Mesh) -> None:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place a pytree (the train state) on every device of the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """Place a pytree (the train state) on every device of the mesh.
+
+    Across processes each leaf is assembled from per-device copies of this process's value
+    (``jax.make_array_from_single_device_arrays``, no collective) instead of ``jax.device_put``:
+    in JAX 0.10.2 ``device_put`` of a single-device ``jax.Array`` onto a replicated sharding
+    that spans processes with ONE device each returns a broken array. ``_array_shard_arg``
+    (jax/_src/array.py) takes the one-device source and the target for "the same sharding"
+    (same replicated HLO sharding, one addressable device each), copies the buffer straight
+    to the GLOBAL sharding, and the result handler then wraps that global array as if it were
+    a single-device shard; its ``addressable_shards`` raises "the input arrays must have one
+    shard each. An argument array had 2 shard(s)", first in Orbax's save. With two or more
+    devices per process the shard counts differ and JAX takes its correct path.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(leaf: Any) -> jax.Array:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return leaf if leaf.sharding == sharding else jax.device_put(leaf, sharding)
+        value = np.asarray(leaf)
+        devices = sharding.addressable_devices_indices_map(value.shape)
+        return jax.make_array_from_single_device_arrays(
+            value.shape, sharding, [jax.device_put(value, d) for d in devices])
+
+    return jax.tree.map(put, tree)
 
 
 def shard_batch(local_batch: np.ndarray, mesh: Mesh) -> jax.Array:

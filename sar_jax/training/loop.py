@@ -338,6 +338,8 @@ def setup_args() -> argparse.ArgumentParser:
                        help="address of process 0; every process passes the same value")
     multi.add_argument("--num-processes", type=int, default=1, help="number of processes (hosts)")
     multi.add_argument("--process-id", type=int, default=0, help="this process's index, 0..P-1")
+    multi.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="how long the processes wait for each other to start (default 60)")
     return parser
 
 
@@ -357,9 +359,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse flags, train, print where the run is and its best scores."""
     args = setup_args().parse_args(argv)
     if args.coordinator:
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        if args.timeout <= 0 or not 0 <= args.process_id < args.num_processes:
+            raise SarJaxError(f"--timeout {args.timeout:g} --process-id {args.process_id} --num-processes "
+                              f"{args.num_processes}: expected a timeout > 0 and 0 <= id < num-processes")
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.timeout)
     elif args.num_processes != 1:
         raise SarJaxError("--num-processes > 1 needs --coordinator HOST:PORT")
+    with distributed.errors_stop_every_process():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Train from parsed flags (after a multi-process run has been joined)."""
     if args.resume is not None:
         if args.data is not None:
             raise SarJaxError("--data cannot be combined with --resume (the run's data config is used)")
