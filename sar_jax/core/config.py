@@ -195,8 +195,10 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def validate(config: dict[str, dict[str, Any]], origin: str = "config") -> None:
-    """Check every key's type and range; raise SarJaxError naming the first bad key."""
+def validate(config: dict[str, dict[str, Any]], origin: str = "config",
+             sources: dict[str, str] | None = None) -> None:
+    """Check every key's type and range; raise SarJaxError naming the first bad key and where its value
+    came from (``sources``: ``section.key`` -> e.g. the override that set it; else ``origin``)."""
     for section, keys in SCHEMA.items():
         if section not in config:
             raise SarJaxError(f"{origin}: missing section '{section}'")
@@ -205,7 +207,8 @@ def validate(config: dict[str, dict[str, Any]], origin: str = "config") -> None:
                 raise SarJaxError(f"{origin}: missing key '{section}.{key}'")
             expected = check(config[section][key])
             if expected is not None:
-                raise SarJaxError(f"{origin}: {section}.{key} = {json.dumps(config[section][key])}"
+                where = (sources or {}).get(f"{section}.{key}", origin)
+                raise SarJaxError(f"{where}: {section}.{key} = {json.dumps(config[section][key])}"
                                   f" is invalid; expected {expected}")
     data = config["data"]
     if data["source"] == "files" and not data["path"]:
@@ -260,19 +263,23 @@ def load_config(name_or_path: str, overrides: list[str] | None = None,
                           f" {exc.msg}") from None
     config = default_config()
     _merge(config, raw, f"config {path}")
-    apply_overrides(config, overrides or [])
+    sources = apply_overrides(config, overrides or [])
     if data_path is not None:
         config["data"]["source"] = "files"
         config["data"]["path"] = data_path
-    validate(config, f"config {path}")
+    validate(config, f"config {path}", sources)
     return config, path.stem
 
 
-def apply_overrides(config: dict[str, dict[str, Any]], overrides: list[str]) -> None:
-    """Apply ``section.key=value`` items in place (validate afterwards)."""
+def apply_overrides(config: dict[str, dict[str, Any]], overrides: list[str]) -> dict[str, str]:
+    """Apply ``section.key=value`` items in place (validate afterwards); returns ``section.key`` ->
+    ``overrides ITEM`` for :func:`validate` to name the override a bad value came from."""
+    sources = {}
     for item in overrides:
         section, key, value = parse_override(item)
         _merge(config, {section: {key: value}}, f"overrides {item}")
+        sources[f"{section}.{key}"] = f"overrides {item}"
+    return sources
 
 
 # Keys a resumed run may change with overrides (checkpoints are portable across device counts):
@@ -291,8 +298,7 @@ def resume_config(stored: Any, overrides: list[str], origin: str) -> dict[str, d
             allowed = ", ".join(sorted(f"{s}.{k}" for s, k in RESUME_OVERRIDABLE))
             raise SarJaxError(f"overrides {item}: cannot change {section}.{key} when resuming "
                               f"(the run's config is used); allowed: {allowed}")
-    apply_overrides(config, overrides)
-    validate(config, f"{origin} with overrides")
+    validate(config, f"{origin} with overrides", apply_overrides(config, overrides))
     return config
 
 

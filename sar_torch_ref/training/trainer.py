@@ -237,9 +237,10 @@ def train_and_evaluate(config: dict[str, Any] | None, config_name: str, run_dir:
                 save_checkpoint(ckpt_dir / "best.pt", state)
             save_checkpoint(ckpt_dir / "last.pt", state)
             last_epoch = epoch
-            print(f"epoch {epoch}/{epochs}: train loss {record['train_loss']:.4f} | val loss "
-                  f"{val_metrics['loss']:.4f} psnr {val_metrics['psnr']:.2f} ssim {val_metrics['ssim']:.4f}"
-                  f" | lr {lr:.3g} | {epoch_seconds:.1f}s{' *' if improved else ''}", flush=True)
+            if log_cfg["progress"]:  # logging.progress=false: quiet, as the JAX trainer
+                print(f"epoch {epoch}/{epochs}: train loss {record['train_loss']:.4f} | val loss "
+                      f"{val_metrics['loss']:.4f} psnr {val_metrics['psnr']:.2f} ssim {val_metrics['ssim']:.4f}"
+                      f" | lr {lr:.3g} | {epoch_seconds:.1f}s{' *' if improved else ''}", flush=True)
             if stopper.should_stop:
                 stopped_early = True
                 print(f"early stopping: no improvement for {stopper.bad_epochs} epochs")

@@ -261,3 +261,15 @@ def test_flag_names_turn_library_parameters_into_flags(capsys):
     with pytest.raises(SarJaxError, match="^checkpoint x: bad$"):
         with flag_names(run_dir="--out"):
             raise SarJaxError("checkpoint x: bad")
+
+
+def test_a_bad_override_is_blamed_on_the_override_not_the_file(tmp_path):
+    with pytest.raises(SarJaxError) as info:
+        load_config("tiny", ["train.lr=0"])
+    assert str(info.value).startswith("overrides train.lr=0: train.lr = 0 is invalid")
+    assert "tiny.json" not in str(info.value)
+    bad = json.loads((CONFIG_DIR / "tiny.json").read_text())
+    bad["train"]["lr"] = 0
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(SarJaxError, match=r"^config .*bad.json: train.lr = 0 is invalid"):
+        load_config(str(tmp_path / "bad.json"))

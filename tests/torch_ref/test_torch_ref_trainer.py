@@ -99,10 +99,12 @@ def test_checkpoints(two_epoch_run):
     assert not list((two_epoch_run / "checkpoints").glob(".*.partial-*"))
 
 
-def test_resume_equals_straight_run(two_epoch_run, three_epoch_run, tmp_path):
+def test_resume_equals_straight_run(two_epoch_run, three_epoch_run, tmp_path, capsys):
     resumed = tmp_path / "resumed"
     shutil.copytree(two_epoch_run, resumed)
+    capsys.readouterr()
     assert main(["--resume", str(resumed), "--set", "train.epochs=3", "--set", "logging.progress=false"]) == 0
+    assert "epoch 3/3" not in capsys.readouterr().out  # logging.progress=false: no per-epoch lines
     a = load_checkpoint(resumed / "checkpoints" / "last.pt")
     b = load_checkpoint(three_epoch_run / "checkpoints" / "last.pt")
     assert a["epoch"] == b["epoch"] == 3
