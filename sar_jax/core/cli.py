@@ -80,3 +80,13 @@ def process_share(num_processes: int | None, process_id: int | None) -> tuple[in
     if n < 1 or not 0 <= i < n:
         raise SarJaxError(f"--process-id {i} of --num-processes {n}: expected 0 <= process id < number of processes")
     return i, n
+
+
+def add_input_units_args(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--units`` and ``--allow-clipping``, shared by the commands that read SAR inputs (``what``: the
+    inputs, e.g. ``--data``)."""
+    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "db", "log8"),
+                        help=f"what {what} values are (default auto: uint8 -> log8, uint16 -> amplitude, "
+                             "complex -> the checkpoint's units, float from the file's metadata)")
+    parser.add_argument("--allow-clipping", action="store_true",
+                        help=f"accept {what} with > 5%% of their valid pixels outside the checkpoint's clip range")

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from sar_jax.core.cli import add_input_units_args
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
@@ -351,11 +352,7 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--framework", default="jax", choices=("jax", "torch"), help="model implementation to run")
     parser.add_argument("--latent-dtype", default="float16", choices=("float16", "float32"),
                         help="stored latent precision: the decoder sees the latent cast to it (default float16)")
-    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "db", "log8"),
-                        help="what --data values are (default auto: uint8 -> log8, uint16 -> amplitude, complex -> "
-                             "the checkpoint's units, float from the file's metadata)")
-    parser.add_argument("--allow-clipping", action="store_true",
-                        help="evaluate --data with > 5%% of its pixels outside the checkpoint's clip range")
+    add_input_units_args(parser, "--data")
     parser.add_argument("--reference", default="input", choices=("input", "clean"),
                         help="clean: also score against the speckle-free reflectivity (synthetic test split only)")
     parser.add_argument("--baselines", action="store_true",

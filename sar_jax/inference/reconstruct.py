@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sar_jax.core.cli import process_share
+from sar_jax.core.cli import add_input_units_args, process_share
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
 from sar_jax.data.readers import SUPPORTED_EXTENSIONS, list_sar_files
@@ -315,11 +315,7 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--from-latent", default=None, metavar="Z.tif", help="decode a latent GeoTIFF instead")
     parser.add_argument("--allow-other-checkpoint", action="store_true",
                         help="--from-latent: decode with a checkpoint other than the one that encoded it")
-    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "db", "log8"),
-                        help="what the input's values are (default auto: uint8 -> log8, uint16 -> amplitude, "
-                             "complex -> the checkpoint's units, float from the file's metadata)")
-    parser.add_argument("--allow-clipping", action="store_true",
-                        help="reconstruct inputs with > 5%% of their pixels outside the checkpoint's clip range")
+    add_input_units_args(parser, "--input")
     parser.add_argument("--which", default="best", choices=("best", "latest"), help="checkpoint to use")
     parser.add_argument("--band", type=int, default=None, help="band of a multi-band raster")
     parser.add_argument("--num-processes", type=int, default=None,
