@@ -7,12 +7,7 @@ formats"). rasterio (GDAL) is imported lazily, so synthetic-data training never 
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import threading
-import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +15,14 @@ from typing import Any
 import numpy as np
 
 from sar_jax.core.errors import SarJaxError
+from sar_jax.data.raster_io import (
+    dataset_handle,
+    image_info,
+    npy_info,
+    one_line,
+    quiet_gdal,
+    tiff_info,
+)
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
 NPY_EXTENSIONS = (".npy",)
@@ -27,19 +30,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SUPPORTED_EXTENSIONS = TIFF_EXTENSIONS + NPY_EXTENSIONS + IMAGE_EXTENSIONS
 UNITS = ("intensity", "amplitude", "db", "log8")
 LINEAR_UNITS = ("intensity", "amplitude")
-#: Metadata keys (GDAL dataset or band tags, case-insensitive) that may say what float values are.
-UNIT_TAG_KEYS = ("units", "unit", "sar_units", "calibration")
 _INTENSITY_WORDS = ("intensity", "power", "sigma0", "sigma_0", "sigmanought", "beta0", "beta_0", "betanought",
                     "gamma0", "gamma_0", "gammanought")
 _AMPLITUDE_WORDS = ("amplitude", "magnitude")
-#: GDAL's decoded-block cache per process, in MB, unless the user sets GDAL_CACHEMAX: GDAL's own default
-#: (5% of RAM) lets a streaming reader's memory grow with the file; 128 MB holds two rows of 512 px tiles
-#: of a 25,000 px wide float32 scene (measured: 8192^2 float32 DEFLATE file, peak RSS 208 MB vs 338 MB).
-GDAL_CACHE_MB = 128
-_MAX_BANDS = 16
-_CACHE_SIZE = 8
-_local = threading.local()
-_INHERITED: list[OrderedDict] = []  # a forked process's copies of its parent's open handles
 
 
 def list_sar_files(path: str | Path) -> list[Path]:
@@ -106,18 +99,18 @@ class Raster:
         if step < 1:
             raise SarJaxError(f"{self.path}: validity step = {step}; expected >= 1")
         if self._format == "tiff" and step > 1:
-            handle = _handle(self)
+            handle = dataset_handle(self)
             factors = handle.overviews(self._bands[0] + 1)
             if factors and min(factors) <= step:
                 from rasterio.enums import Resampling
 
                 shape = (len(self._bands), -(-self.height // step), -(-self.width // step))
                 try:
-                    with _quiet_gdal():
+                    with quiet_gdal():
                         raw = handle.read([b + 1 for b in self._bands], out_shape=shape, resampling=Resampling.nearest)
                 except Exception as exc:
                     raise SarJaxError(f"{self.path}: cannot read overviews, truncated or corrupt? "
-                                      f"({type(exc).__name__}: {_one_line(exc)})") from None
+                                      f"({type(exc).__name__}: {one_line(exc)})") from None
                 return self._convert(raw)[1]
         rows = [self._convert(self._read_raw(r, 0, 1, self.width, step))[1] for r in range(0, self.height, step)]
         return np.concatenate(rows)
@@ -126,12 +119,12 @@ class Raster:
 
     def _read_raw(self, r0: int, c0: int, h: int, w: int, col_step: int) -> np.ndarray:
         """Stored samples of the used bands, (bands, h, ceil(w / col_step)), columns strided."""
-        handle = _handle(self)
+        handle = dataset_handle(self)
         try:
             if self._format == "tiff":
                 from rasterio.windows import Window
 
-                with _quiet_gdal():
+                with quiet_gdal():
                     raw = handle.read([b + 1 for b in self._bands], window=Window(c0, r0, w, h))
                 return raw[:, :, ::col_step]
             if self._format == "npy":
@@ -145,7 +138,7 @@ class Raster:
             raise
         except Exception as exc:  # GDAL decode errors (truncated tiles), mmap errors
             raise SarJaxError(f"{self.path}: cannot read pixels, truncated or corrupt? ({type(exc).__name__}: "
-                              f"{_one_line(exc)})") from None
+                              f"{one_line(exc)})") from None
 
     def _convert(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stored samples -> (float32 values in self.units, valid)."""
@@ -198,11 +191,11 @@ def open_raster(path: str | Path, *, band: int | None = None, units: str = "auto
         raise SarJaxError(f"{p}: no such file")
     ext = p.suffix.lower()
     if ext in TIFF_EXTENSIONS:
-        info = _tiff_info(p)
+        info = tiff_info(p)
     elif ext in NPY_EXTENSIONS:
-        info = _npy_info(p)
+        info = npy_info(p)
     elif ext in IMAGE_EXTENSIONS:
-        info = _image_info(p, strict)
+        info = image_info(p, strict)
     else:
         raise SarJaxError(f"{p}: unsupported extension '{p.suffix}'; expected one of "
                           f"{', '.join(SUPPORTED_EXTENSIONS)}")
@@ -281,173 +274,3 @@ def _units_from_text(text: str) -> str | None:
     if any(w in t for w in _AMPLITUDE_WORDS):
         return "amplitude"
     return None
-
-
-def _rasterio() -> Any:
-    """rasterio, imported lazily, with GDAL's block cache bounded (:data:`GDAL_CACHE_MB`)."""
-    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
-    import rasterio
-
-    return rasterio
-
-
-def _tiff_info(path: Path) -> dict[str, Any]:
-    rasterio = _rasterio()
-    from rasterio.errors import NotGeoreferencedWarning
-
-    try:
-        with _quiet_gdal(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
-                hints = [u for u in ds.units if u]
-                for tags in [ds.tags(b + 1) for b in range(ds.count)] + [ds.tags()]:
-                    hints += [v for k, v in tags.items() if k.lower() in UNIT_TAG_KEYS]
-                georeferenced = ds.crs is not None or not ds.transform.is_identity
-                return {"format": "tiff", "height": ds.height, "width": ds.width, "dtypes": list(ds.dtypes),
-                        "nodata": None if ds.nodata is None else float(ds.nodata), "crs": ds.crs,
-                        "transform": ds.transform if georeferenced else None, "tags": dict(ds.tags()),
-                        "unit_hints": hints}
-    except Exception as exc:  # RasterioIOError and GDAL's CPLE_* for corrupt/truncated files
-        raise SarJaxError(f"{path}: cannot read TIFF ({type(exc).__name__}: {_one_line(exc)})") from None
-
-
-def _npy_array(path: Path) -> np.ndarray:
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:
-        raise SarJaxError(f"{path}: cannot read NPY ({type(exc).__name__}: {_one_line(exc)})") from None
-    if not isinstance(arr, np.ndarray):  # e.g. an .npz archive renamed to .npy
-        raise SarJaxError(f"{path}: not a single NPY array ({type(arr).__name__})")
-    return arr
-
-
-def _npy_info(path: Path) -> dict[str, Any]:
-    arr = _npy_array(path)
-    if arr.ndim == 2:
-        h, w, nb, axis = arr.shape[0], arr.shape[1], 1, None
-    elif arr.ndim == 3:
-        axis = 0 if arr.shape[0] <= arr.shape[-1] else 2
-        nb = arr.shape[axis]
-        h, w = (arr.shape[1], arr.shape[2]) if axis == 0 else (arr.shape[0], arr.shape[1])
-        if nb > _MAX_BANDS:
-            raise SarJaxError(f"{path}: expected a 2-D raster or at most {_MAX_BANDS} bands, got shape {arr.shape}")
-    else:
-        raise SarJaxError(f"{path}: expected a 2-D raster or bands x H x W, got shape {arr.shape}")
-    dtype = str(arr.dtype) if arr.dtype.kind in "uifc" else f"{arr.dtype} (not numeric)"
-    return {"format": "npy", "height": h, "width": w, "dtypes": [dtype] * nb, "nodata": None, "crs": None,
-            "transform": None, "tags": {}, "unit_hints": [], "band_axis": axis}
-
-
-def _image_array(path: Path, strict: bool) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
-                if strict:
-                    raise SarJaxError(f"{path}: colour image (mode {mode}); expected 8-bit grayscale"
-                                      " (data.strict is true)")
-                warnings.warn(f"{path}: colour image (mode {mode}) converted to grayscale", stacklevel=4)
-                img = img.convert("L")
-            arr = np.array(img)
-    except SarJaxError:
-        raise
-    except Exception as exc:
-        raise SarJaxError(f"{path}: cannot read image ({type(exc).__name__}: {_one_line(exc)})") from None
-    if arr.ndim != 2:
-        raise SarJaxError(f"{path}: expected a single-band image, got shape {arr.shape}")
-    return arr
-
-
-def _image_info(path: Path, strict: bool) -> dict[str, Any]:
-    arr = _image_array(path, strict)
-    _cache()[_cache_key(str(path), "image")] = arr  # decoded once; read() takes windows of it
-    return {"format": "image", "height": arr.shape[0], "width": arr.shape[1], "dtypes": [str(arr.dtype)],
-            "nodata": None, "crs": None, "transform": None, "tags": {}, "unit_hints": []}
-
-
-# ---------------------------------------------------------------------- handles
-
-
-def _cache() -> OrderedDict:
-    """This thread's open handles: rasterio datasets are not thread-safe, and a forked worker must not
-    share its parent's file offsets, so a new process starts with an empty cache (the inherited
-    handles are left to the parent)."""
-    if getattr(_local, "pid", None) != os.getpid():
-        if getattr(_local, "handles", None):
-            _INHERITED.append(_local.handles)  # kept alive, never closed here: they belong to the parent
-        _local.pid, _local.handles = os.getpid(), OrderedDict()
-    return _local.handles
-
-
-def _cache_key(path: str, fmt: str) -> tuple[str, str, int, int]:
-    """Path, format, modification time and size: a rewritten file is reopened, not read from a stale handle."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise SarJaxError(f"{path}: cannot read ({exc.strerror})") from None
-    return path, fmt, st.st_mtime_ns, st.st_size
-
-
-def _handle(raster: Raster) -> Any:
-    """An open dataset (tiff), memory map (npy) or decoded array (image) for ``raster``, LRU-cached."""
-    cache = _cache()
-    key = _cache_key(raster.path, raster._format)
-    if key in cache:
-        cache.move_to_end(key)
-        return cache[key]
-    path = Path(raster.path)
-    if raster._format == "tiff":
-        rasterio = _rasterio()
-        from rasterio.errors import NotGeoreferencedWarning
-
-        try:
-            with _quiet_gdal(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                handle = rasterio.open(path)
-        except Exception as exc:
-            raise SarJaxError(f"{path}: cannot read TIFF ({type(exc).__name__}: {_one_line(exc)})") from None
-    elif raster._format == "npy":
-        handle = _npy_array(path)
-    else:
-        handle = _image_array(path, raster.strict)
-    cache[key] = handle
-    while len(cache) > _CACHE_SIZE:
-        _, old = cache.popitem(last=False)
-        if hasattr(old, "close"):
-            old.close()
-    return handle
-
-
-class _quiet_gdal:
-    """Silence rasterio's logging of GDAL messages while it works: its errors become one SarJaxError
-    line, and a stray log line must not precede it. Re-entrant across threads (a depth count)."""
-
-    _lock = threading.Lock()
-    _depth = 0
-    _saved_level = logging.NOTSET
-
-    def __enter__(self) -> None:
-        with _quiet_gdal._lock:
-            logger = logging.getLogger("rasterio")
-            if _quiet_gdal._depth == 0:
-                _quiet_gdal._saved_level = logger.level
-                logger.setLevel(logging.CRITICAL + 1)
-            _quiet_gdal._depth += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        with _quiet_gdal._lock:
-            _quiet_gdal._depth -= 1
-            if _quiet_gdal._depth == 0:
-                logging.getLogger("rasterio").setLevel(_quiet_gdal._saved_level)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The exception's message on one line, with GDAL's underlying error (rasterio chains it) when it has one."""
-    text = " ".join(str(exc).split())
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and str(cause) and str(cause) not in text:
-        text = f"{' '.join(str(cause).split())}; {text}"
-    return text

@@ -308,9 +308,9 @@ def test_windows_of_npy_png_and_tif_and_a_pickled_raster(tmp_path, rng):
 
 
 def _read_in_child(raster, window, queue):
-    from sar_jax.data.readers import _handle
+    from sar_jax.data.raster_io import dataset_handle
 
-    queue.put((raster.read(window)[0], id(_handle(raster))))
+    queue.put((raster.read(window)[0], id(dataset_handle(raster))))
 
 
 def test_forked_worker_opens_its_own_file(tiled_scene):
@@ -318,12 +318,12 @@ def test_forked_worker_opens_its_own_file(tiled_scene):
     share): its handle is a new object, and its reads are right while the parent keeps reading."""
     import multiprocessing
 
-    from sar_jax.data.readers import _handle
+    from sar_jax.data.raster_io import dataset_handle
 
     path, _ = tiled_scene
     raster = open_raster(path)
     expected = raster.read((10, 20, 30, 40))[0]  # the parent now holds an open, cached dataset
-    parent_handle = id(_handle(raster))
+    parent_handle = id(dataset_handle(raster))
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     children = [ctx.Process(target=_read_in_child, args=(raster, (10, 20, 30, 40), queue)) for _ in range(2)]
