@@ -45,6 +45,7 @@ from sar_jax.data.pipeline import build_datasets, make_loaders
 from sar_jax.nn.models import SARAutoencoder
 from sar_jax.training import checkpointing, distributed
 from sar_jax.training.state import TrainState, compile_steps, create_train_state
+from sar_jax.training.tb_logging import log_images_and_histograms
 
 _PROGRESS_EVERY = 10  # steps between host syncs (progress bar, NaN check): none per step
 _TRAIN_METRICS = ("loss", "mse", "ssim", "psnr")
@@ -61,19 +62,6 @@ def evaluate(eval_step: Any, state: TrainState, loader: PatchLoader, mesh: Mesh)
     host = distributed.to_host(parts)
     return {k: float(np.mean(np.concatenate([m[k][:n] for m, n in zip(host, loader.valid_counts())])))
             for k in host[0]}
-
-
-def _named_leaves(tree: Any) -> list[tuple[str, np.ndarray]]:
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return [("/".join(str(getattr(k, "key", k)) for k in path), np.asarray(v)) for path, v in flat]
-
-
-def _memory_stats() -> dict[str, float]:
-    stats = jax.local_devices()[0].memory_stats()
-    if not stats:
-        return {}
-    return {k.replace("bytes", "mb"): v / 2**20 for k, v in stats.items()
-            if k in ("bytes_in_use", "peak_bytes_in_use")}
 
 
 class Interrupted(Exception):
@@ -203,25 +191,6 @@ def _end_of_epoch(state: TrainState, val_loss: float, plateau_update: Any, mesh:
     return distributed.replicate(state, mesh), improved
 
 
-def _log_images_and_histograms(writer: Any, steps: dict[str, Any], state: TrainState, samples: jax.Array,
-                               grad_batch: jax.Array, epoch: int, log_cfg: dict[str, Any]) -> None:
-    """TensorBoard images, histograms and device memory (every process computes, process 0 writes)."""
-    x_hat = x_grads = None
-    if epoch % log_cfg["image_every"] == 0:
-        x_hat = steps["predict"]({"params": state.params, "batch_stats": state.batch_stats}, samples)
-    if epoch % log_cfg["histogram_every"] == 0:
-        x_grads = steps["gradients"](state, grad_batch)
-    if writer is None:
-        return
-    if x_hat is not None:
-        tb.log_reconstructions(writer, distributed.local_copy(samples), distributed.local_copy(x_hat), epoch)
-    if x_grads is not None:
-        tb.log_histograms(writer, "weights", _named_leaves(distributed.local_copy(state.params)), epoch)
-        tb.log_histograms(writer, "grads", _named_leaves(distributed.local_copy(x_grads)), epoch)
-    tb.log_memory(writer, _memory_stats(), epoch)
-    writer.flush()
-
-
 def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: bool = False,
                        overwrite: bool = False) -> dict[str, Any]:
     """Train (or continue) a run; returns a summary with the best epoch's validation metrics.
@@ -302,7 +271,7 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                 if main_process:
                     append_log(run_dir, record)
                     tb.log_epoch(writer, record, epoch)
-                _log_images_and_histograms(writer, steps, state, samples, grad_batch, epoch, log_cfg)
+                log_images_and_histograms(writer, steps, state, samples, grad_batch, epoch, log_cfg)
                 if log_cfg["progress"] and main_process:
                     tqdm.write(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  val loss "
                                f"{val_m['loss']:.4f}  val psnr {val_m['psnr']:.2f} dB  val ssim {val_m['ssim']:.4f}"
