@@ -113,7 +113,9 @@ def fit_preprocessing(train_images: Sequence[np.ndarray], mode: str, percentiles
         raise SarJaxError(f"constant image: the training pixels are constant in the {percentiles} percentile range "
                           f"(vmin = vmax = {vmin:g}); nothing to learn from")
     params = {"mode": mode, "vmin": vmin, "vmax": vmax, "floor": float(floor),
-              "percentiles": [float(p) for p in percentiles], "log_bias_db": 0.0}
+              "percentiles": [float(p) for p in percentiles], "log_bias_db": 0.0,
+              # the training data against its own fit: the share of its valid pixels that clipping moves
+              "clipped_fraction": float(np.mean((sample < vmin) | (sample > vmax)))}
     if mode in LINEAR_MODES:
         blocks = _bias_blocks(train_images, masks, BIAS_WINDOW)
         other = "amplitude" if mode == "intensity" else "intensity"

@@ -262,3 +262,12 @@ def test_log_bias_restores_the_mean_of_an_ideal_despeckler_on_synthetic_scenes(l
              for on in (True, False)}
     assert abs(ratio[True] - 1) < 0.06, ratio
     assert abs(ratio[False] - 1) > 0.15, ratio
+
+
+def test_the_training_data_is_measured_against_its_own_fit():
+    """#18 item 1 on the training side: the share of valid training pixels that the clip range moves."""
+    rng = np.random.default_rng(3)
+    img = rng.gamma(4.0, 0.25, (256, 256)).astype(np.float32)
+    assert fit_preprocessing([img], "intensity", [1.0, 99.0], 1e-6)["clipped_fraction"] == pytest.approx(0.02, abs=2e-3)
+    assert fit_preprocessing([img], "intensity", [0.0, 100.0], 1e-6)["clipped_fraction"] == 0.0
+    assert fit_preprocessing([img], "intensity", [5.0, 95.0], 1e-6)["clipped_fraction"] == pytest.approx(0.1, abs=5e-3)

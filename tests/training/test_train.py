@@ -89,7 +89,7 @@ def test_tiny_run_writes_every_artifact(tmp_path, tiny_args, capsys):
     meta = checkpointing.read_metadata(run, "best")
     assert meta["epoch"] == best_epoch and meta["config"] == config
     assert set(meta["preprocessing_params"]) == {"mode", "vmin", "vmax", "floor", "percentiles", "log_bias_db",
-                                                 "log_bias_db_by_units"}
+                                                 "log_bias_db_by_units", "clipped_fraction"}
     assert meta["versions"]["jax"] == jax.__version__
     png = (run / "reconstructions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
