@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from sar_jax.core.cli import add_input_units_args
+from sar_jax.core.cli import add_input_units_args, flag_names
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
@@ -109,7 +109,7 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_cl
     for f in list_sar_files(data):
         raster, file_params = open_input(f, params, units, run.config["data"]["band"], run.config["data"]["strict"])
         if used is not None and file_params["mode"] != used["mode"]:
-            raise SarJaxError(f"--data {data}: files mix kinds of values ({used['mode']}, {file_params['mode']})")
+            raise SarJaxError(f"data {data}: files mix kinds of values ({used['mode']}, {file_params['mode']})")
         used = file_params
         bits, phase_dropped = raster.bits_per_pixel, phase_dropped or raster.phase_dropped
         values, valid = raster.read()
@@ -130,7 +130,7 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_cl
         names += [f"{f.name}[{r},{c}]" for (r, c), k in zip(at, keep) if k]
         sources += [f.name] * len(raw)
     if not names:
-        raise SarJaxError(f"--data {data}: no image holds a {patch}x{patch} patch free of no-data (data.patch_size)")
+        raise SarJaxError(f"data {data}: no image holds a {patch}x{patch} patch free of no-data (data.patch_size)")
     return EvalSet(np.concatenate(images), np.concatenate(raws), None, names, sources, used, bits,
                    phase_dropped, clipped, skipped,
                    f"{data}: non-overlapping {patch}x{patch} patches, checkpoint preprocessing")
@@ -229,20 +229,20 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     from sar_jax.inference.comparisons import clean_patches, comparison_rows
 
     if framework not in ("jax", "torch"):
-        raise SarJaxError(f"--framework {framework}: expected jax or torch")
+        raise SarJaxError(f"framework {framework}: expected jax or torch")
     if latent_dtype not in ("float16", "float32"):
-        raise SarJaxError(f"--latent-dtype {latent_dtype}: expected float16 or float32")
+        raise SarJaxError(f"latent_dtype {latent_dtype}: expected float16 or float32")
     if data is not None and not Path(data).exists():
-        raise SarJaxError(f"--data {data}: no such file or folder")
+        raise SarJaxError(f"data {data}: no such file or folder")
     if reference not in ("input", "clean"):
-        raise SarJaxError(f"--reference {reference}: expected input or clean")
+        raise SarJaxError(f"reference {reference}: expected input or clean")
     if reference == "clean" and data is not None:
-        raise SarJaxError("--reference clean scores the checkpoint's own synthetic test split against its "
-                          "speckle-free reflectivity; drop --data")
+        raise SarJaxError("reference clean scores the checkpoint's own synthetic test split against its "
+                          "speckle-free reflectivity, not data files")
     run = inference.load_run(checkpoint, "best")
     out_dir = Path(out) if out else Path(checkpoint) / f"eval-{framework}"
     if out_dir.exists() and not out_dir.is_dir():
-        raise SarJaxError(f"--out {out_dir}: exists and is not a folder")
+        raise SarJaxError(f"out {out_dir}: exists and is not a folder")
     t0 = time.perf_counter()
     es = load_eval_set(run, data, units, allow_clipping)
     size = es.images.shape[1]
@@ -301,7 +301,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SarJaxError(f"--out {out_dir}: cannot create ({exc.strerror})") from None
+        raise SarJaxError(f"out {out_dir}: cannot create ({exc.strerror})") from None
     write_atomic(out_dir / "report.json", lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
     write_atomic(out_dir / "report.md", lambda p: p.write_text(markdown_report(report)))
     picks = np.unique(np.linspace(0, len(rows) - 1, min(num_panels, len(rows))).round().astype(int))
@@ -362,6 +362,8 @@ def setup_args() -> argparse.ArgumentParser:
     return parser
 
 
+@flag_names(data="--data", framework="--framework", latent_dtype="--latent-dtype", reference="--reference",
+            out="--out")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: evaluate and print the summary table."""
     args = setup_args().parse_args(argv)
