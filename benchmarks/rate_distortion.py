@@ -23,7 +23,6 @@ import math
 import sys
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,17 +81,12 @@ def test_images(run_dir: Path) -> tuple[list[TestImage], dict[str, Any]]:
     return images, params
 
 
-def deflated_int8_bytes(stored: np.ndarray, bands: int) -> int:
-    """Bytes of int8 values DEFLATE-compressed, plus a float32 scale and offset per band."""
-    return len(zlib.compress(np.ascontiguousarray(stored).tobytes(), 9)) + 8 * bands
-
-
 def block_mean_codec(image: np.ndarray, factor: int) -> tuple[np.ndarray, int]:
     """Block means stored as the latents are (int8 through the latent file's quantiser), upsampled bicubically."""
-    from sar_jax.inference.latent import dequantize, quantize
+    from sar_jax.inference.latent import dequantize, payload_bytes, quantize
 
     stored, scales, offsets = quantize(block_means(image, factor)[..., None], "int8")
-    return bicubic_upsample(dequantize(stored, scales, offsets)[..., 0], image.shape), deflated_int8_bytes(stored, 1)
+    return bicubic_upsample(dequantize(stored, scales, offsets)[..., 0], image.shape), payload_bytes(stored)
 
 
 class ModelCodec:
@@ -105,12 +99,12 @@ class ModelCodec:
         self.encode, self.decode = encode_fn(self.run.model), decode_fn(self.run.model)
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, int]:
-        from sar_jax.inference.latent import dequantize, quantize
+        from sar_jax.inference.latent import dequantize, payload_bytes, quantize
 
         z = np.asarray(self.encode(self.run.variables, image[None, :, :, None]))[0]
         stored, scales, offsets = quantize(z, "int8")
         x_hat = np.asarray(self.decode(self.run.variables, dequantize(stored, scales, offsets)[None]))[0, ..., 0]
-        return x_hat, deflated_int8_bytes(stored, z.shape[-1])
+        return x_hat, payload_bytes(stored)
 
 
 def score(image: TestImage, decoded: np.ndarray, params: dict[str, Any]) -> dict[str, float | None]:

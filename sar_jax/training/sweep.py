@@ -80,21 +80,17 @@ def train_and_score(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             "psnr_vs_clean": clean, "bpp": int8_latent_bpp(run_dir, config)}
 
 
-def int8_latent_bpp(run_dir: Path, config: dict[str, Any]) -> float:
-    """Bits per input pixel of the int8 latent of one test patch, from the bytes of its latent GeoTIFF
-    (:func:`sar_jax.inference.latent.write_latent`, header and tags included)."""
-    import tempfile
-
+def int8_latent_bpp(run_dir: Path, config: dict[str, Any], limit: int = 64) -> float:
+    """Bits per input pixel of the int8 latents of (at most ``limit``) test patches, each quantised on its
+    own as a latent file is: :func:`sar_jax.inference.latent.payload_bytes` over their pixels."""
     from sar_jax.data.pipeline import build_datasets
-    from sar_jax.inference.latent import write_latent
+    from sar_jax.inference.latent import payload_bytes, quantize
     from sar_jax.inference.run import encode_fn, load_run
 
     run = load_run(run_dir)
-    x = build_datasets(config).patches("test", limit=1)
-    z = np.asarray(encode_fn(run.model)(run.variables, x))[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        size = write_latent(Path(tmp) / "z.tif", z, "int8", tags={"model_config": config["model"]})
-    return 8.0 * size / x[0].size
+    x = build_datasets(config).patches("test", limit=limit)
+    z = np.asarray(encode_fn(run.model)(run.variables, x))
+    return 8.0 * sum(payload_bytes(quantize(zi, "int8")[0]) for zi in z) / x[..., 0].size
 
 
 def run_sweep(config_name: str, grid: list[tuple[str, list[Any]]], overrides: Sequence[str], out: Path,
