@@ -41,6 +41,7 @@ JPEG2000_BPP = (0.03, 0.06, 0.125, 0.25, 0.5, 1.0, 2.0)
 JPEG_QUALITY = (5, 10, 20, 40, 70, 90)
 BLOCK_FACTORS = (16, 8, 4, 2)
 ANCHOR = "JPEG 2000"
+MIN_OVERLAP = 0.5  # of the narrower curve's quality range, for a BD-rate
 
 
 @dataclass
@@ -147,8 +148,8 @@ def rd_point(codec: str, setting: Any, fn: Callable[[np.ndarray], tuple[np.ndarr
 
 
 def bd_rates(points: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """BD-rate (%) of each codec against JPEG 2000 for PSNR and MS-SSIM (None where the curves do not
-    overlap or have fewer than 4 points)."""
+    """BD-rate (%) of each codec against JPEG 2000 for PSNR and MS-SSIM: None where the two curves' quality
+    ranges overlap by less than half of the narrower one (the cubic fits would be extrapolated)."""
     from bjontegaard import bd_rate
 
     curves: dict[str, list[dict[str, Any]]] = {}
@@ -162,15 +163,16 @@ def bd_rates(points: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]
         pts = sorted(pts, key=lambda p: p["bpp"])
         out[codec] = {}
         for metric in ("psnr", "ms_ssim"):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    value = bd_rate([p["bpp"] for p in anchor], [p[metric] for p in anchor],
-                                    [p["bpp"] for p in pts], [p[metric] for p in pts],
-                                    method="cubic", require_matching_points=False, min_overlap=0.0)
-                out[codec][metric] = float(value) if np.isfinite(value) else None
-            except (ValueError, TypeError, AssertionError, np.linalg.LinAlgError):
-                out[codec][metric] = None
+            qa, qb = [p[metric] for p in anchor], [p[metric] for p in pts]
+            value = None
+            if None not in qa + qb and len(qb) >= 4:
+                overlap = min(max(qa), max(qb)) - max(min(qa), min(qb))
+                if overlap >= MIN_OVERLAP * min(max(qa) - min(qa), max(qb) - min(qb)):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        value = float(bd_rate([p["bpp"] for p in anchor], qa, [p["bpp"] for p in pts], qb,
+                                              method="cubic", require_matching_points=False, min_overlap=0.0))
+            out[codec][metric] = value
     return out
 
 
@@ -216,7 +218,8 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {p['codec']} | {p['setting']} | {p['bpp']:.4f} | {_fmt(p['psnr'], '.2f')} "
                          f"| {_fmt(p['ssim'], '.4f')} | {_fmt(p['ms_ssim'], '.4f')} | {_fmt(p['enl_ratio'], '.2f')} "
                          f"| {_fmt(p['psnr_clean'], '.2f')} |")
-        lines += ["", f"BD-rate against {ANCHOR} (negative: fewer bits for the same quality):", "",
+        lines += ["", f"BD-rate against {ANCHOR} (negative: fewer bits for the same quality; '-': the quality "
+                  f"ranges overlap by less than {MIN_OVERLAP:.0%} of the narrower one):", "",
                   "| codec | BD-rate PSNR % | BD-rate MS-SSIM % |", "|---|---|---|"]
         for codec, bd in s["bd_rate_vs_jpeg2000"].items():
             lines.append(f"| {codec} | {_fmt(bd['psnr'], '+.1f')} | {_fmt(bd['ms_ssim'], '+.1f')} |")
