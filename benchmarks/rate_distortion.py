@@ -279,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "train.batch_size=16", "train.epochs=60", "train.lr_patience=4",
                      "train.early_stopping_patience=10"] + overrides
     data = args.data if args.data is not None else (str(SHARED_SAR_DIR) if SHARED_SAR_DIR.is_dir() else None)
+    if data and data != "none" and not Path(data).exists():  # before any training
+        raise SarJaxError(f"--data {data}: no such file or folder")
     datasets = [("synthetic", None)] + ([("real", data)] if data and data != "none" else [])
     studies = []
     for name, path in datasets:
