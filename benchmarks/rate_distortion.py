@@ -33,8 +33,9 @@ import numpy as np
 from sar_jax.baselines.codecs import bicubic_upsample, block_means, jpeg, jpeg2000
 from sar_jax.core.cli import run_main
 from sar_jax.core.errors import SarJaxError
-from sar_jax.core.files import atomic_path, write_json_atomic, write_text_atomic
+from sar_jax.core.files import write_json_atomic, write_text_atomic
 from sar_jax.core.paths import SHARED_SAR_DIR
+from sar_jax.core.visualize import save_figure
 
 LATENT_CHANNELS = (2, 4, 8, 16)
 JPEG2000_BPP = (0.03, 0.06, 0.125, 0.25, 0.5, 1.0, 2.0)
@@ -249,10 +250,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
             ax.set_title(f"{s['dataset']}: {label.split(' (')[0]}")
             ax.grid(alpha=0.3, which="both")
         row[0].legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def setup_args() -> argparse.ArgumentParser:

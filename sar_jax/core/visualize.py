@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def save_reconstructions_png(x: np.ndarray, x_hat: np.ndarray, path: str | Path,
     for i in range(n):
         mse = float(np.mean((x[i] - x_hat[i]) ** 2))
         psnr = 10 * np.log10(1.0 / max(mse, 1e-12))
-        panels = [(x[i], "input"), (x_hat[i], f"reconstruction ({psnr:.2f} dB)"),
+        panels = [(x[i], "input"), (x_hat[i], f"reconstruction (PSNR {psnr:.2f} dB)"),
                   (np.abs(x[i] - x_hat[i]), "|difference|")]
         for ax, (img, label) in zip(axes[i], panels):
             ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0 if label != "|difference|" else None)
@@ -45,7 +46,14 @@ def save_reconstructions_png(x: np.ndarray, x_hat: np.ndarray, path: str | Path,
             ax.axis("off")
     if title:
         fig.suptitle(title)
+    save_figure(fig, path, dpi=100)
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
+    """Lay out, write ``fig`` as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)

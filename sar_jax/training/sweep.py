@@ -25,7 +25,8 @@ import numpy as np
 from sar_jax.core.cli import process_share
 from sar_jax.core.config import load_config, parse_override
 from sar_jax.core.errors import SarJaxError
-from sar_jax.core.files import atomic_path, write_json_atomic, write_text_atomic
+from sar_jax.core.files import write_json_atomic, write_text_atomic
+from sar_jax.core.visualize import save_figure
 from sar_jax.inference.evaluate import evaluate
 from sar_jax.training.loop import Interrupted, train_and_evaluate
 
@@ -155,10 +156,7 @@ def save_plot(grid: list[tuple[str, list[Any]]], rows: list[dict[str, Any]], pat
         ax.grid(alpha=0.3)
         if not numeric:
             ax.set_xticks(x, [r["run"] for r in rows], rotation=30, ha="right", fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def setup_args() -> argparse.ArgumentParser:
