@@ -40,21 +40,26 @@ def clean_patches(config: dict[str, Any], windows: np.ndarray, params: dict[str,
     return normalize(patches, params)[..., None]
 
 
-def scores(a: np.ndarray, b: np.ndarray, ssim_window: int, ms_window: int | None, batch: int) -> dict[str, np.ndarray]:
-    """PSNR, SSIM and MS-SSIM of each image of ``a`` against ``b`` (NHWC in [0, 1]), in JAX."""
-    import jax.numpy as jnp
-
+def image_scores(x_hat: Any, x: Any, ssim_window: int, ms_window: int | None) -> dict[str, Any]:
+    """MSE, PSNR, SSIM and (with ``ms_window``) MS-SSIM of each image of ``x_hat`` against ``x`` (NHWC
+    batches in [0, 1]), as JAX arrays ``(N,)``: what evaluate reports for the model and every comparison."""
     from sar_jax.metrics.psnr import mse_per_image, psnr_from_mse
     from sar_jax.metrics.ssim import ms_ssim_per_image, ssim_per_image
 
-    out: dict[str, list[np.ndarray]] = {k: [] for k in SCORES}
-    for s in range(0, len(a), batch):
-        x, y = jnp.asarray(a[s:s + batch]), jnp.asarray(b[s:s + batch])
-        out["psnr"].append(np.asarray(psnr_from_mse(mse_per_image(x, y))))
-        out["ssim"].append(np.asarray(ssim_per_image(x, y, ssim_window)))
-        if ms_window is not None:
-            out["ms_ssim"].append(np.asarray(ms_ssim_per_image(x, y, win_size=ms_window)))
-    return {k: np.concatenate(v) for k, v in out.items() if v}
+    mse = mse_per_image(x_hat, x)
+    out = {"mse": mse, "psnr": psnr_from_mse(mse), "ssim": ssim_per_image(x_hat, x, ssim_window)}
+    if ms_window is not None:
+        out["ms_ssim"] = ms_ssim_per_image(x_hat, x, win_size=ms_window)
+    return out
+
+
+def scores(a: np.ndarray, b: np.ndarray, ssim_window: int, ms_window: int | None, batch: int) -> dict[str, np.ndarray]:
+    """:func:`image_scores` of each image of ``a`` against ``b``, in batches, as numpy arrays."""
+    import jax.numpy as jnp
+
+    parts = [image_scores(jnp.asarray(a[s:s + batch]), jnp.asarray(b[s:s + batch]), ssim_window, ms_window)
+             for s in range(0, len(a), batch)]
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
 
 
 def filtered(x_lin: np.ndarray, units: str, kind: str, window: int, looks: float) -> np.ndarray:

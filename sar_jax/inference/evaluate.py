@@ -145,26 +145,20 @@ def run_jax(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_wi
     import jax.numpy as jnp
 
     from sar_jax.inference import run as inference
-    from sar_jax.metrics.psnr import mse_per_image, psnr_from_mse
-    from sar_jax.metrics.ssim import ms_ssim_per_image, ssim_per_image
+    from sar_jax.inference.comparisons import image_scores
 
     encode, decode = inference.encode_fn(run.model), inference.decode_fn(run.model)
     dtype = jnp.float16 if latent_dtype == "float16" else jnp.float32
+    keys = ["mse", "psnr", "ssim"] + (["ms_ssim"] if ms_window is not None else [])
 
     def step(batch):
         z = encode(run.variables, batch)
         x_hat = decode(run.variables, z.astype(dtype))
-        m = mse_per_image(x_hat, batch)
-        out = [x_hat, z, m, psnr_from_mse(m), ssim_per_image(x_hat, batch, ssim_window)]
-        if ms_window is not None:
-            out.append(ms_ssim_per_image(x_hat, batch, win_size=ms_window))
-        return tuple(out)
+        metrics = image_scores(x_hat, batch, ssim_window, ms_window)
+        return (x_hat, z, *(metrics[k] for k in keys))
 
     outs = inference.batched(step, x, batch_size)
-    metrics = dict(zip(("mse", "psnr", "ssim"), outs[2:5]))
-    if ms_window is not None:
-        metrics["ms_ssim"] = outs[5]
-    return outs[0], tuple(outs[1].shape[1:]), metrics
+    return outs[0], tuple(outs[1].shape[1:]), dict(zip(keys, outs[2:]))
 
 
 def run_torch(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_window: int,
