@@ -1,9 +1,11 @@
 """Rate-distortion study: the autoencoder as a codec against JPEG 2000, JPEG and block-mean resampling.
 
     python -m benchmarks.rate_distortion [--quick] [--data PATH] [--out DIR]
+                                         [--latent-channels 2,4,8,16] [--ssim-weights 0.5,0]
 
 For each dataset (the synthetic data, and the real scenes in ``--data``, default ``../shared/data/sar``
-when present) a sweep trains one model per latent width (``model.latent_channels`` 2, 4, 8, 16;
+when present) a sweep trains one model per latent width (``model.latent_channels`` 2, 4, 8, 16) and
+loss balance (``loss.ssim_weight`` w with ``loss.mse_weight`` 1 - w: the design's 0.5 and MSE alone;
 ``--quick``: quickstart-size models) and every codec codes the test split's regions, whole, in the
 checkpoint's [0, 1] dB domain. Rates are bits per input pixel from encoded bytes: the JPEG 2000
 codestream, the JPEG file, and for block means and latents the int8 values (the latent file's
@@ -24,9 +26,8 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,50 +38,16 @@ from sar_jax.core.files import write_json_atomic, write_text_atomic
 from sar_jax.core.paths import SHARED_SAR_DIR
 from sar_jax.core.visualize import save_figure
 
+if TYPE_CHECKING:
+    from sar_jax.inference.codec import EvalRegion
+
 LATENT_CHANNELS = (2, 4, 8, 16)
+SSIM_WEIGHTS = (0.5, 0.0)  # the design's balance, and MSE alone (the loss-balance sweep's favourite)
 JPEG2000_BPP = (0.03, 0.06, 0.125, 0.25, 0.5, 1.0, 2.0)
 JPEG_QUALITY = (5, 10, 20, 40, 70, 90)
 BLOCK_FACTORS = (16, 8, 4, 2)
 ANCHOR = "JPEG 2000"
 MIN_OVERLAP = 0.5  # of the narrower curve's quality range, for a BD-rate
-
-
-@dataclass
-class TestImage:
-    """One test region: normalised input, its original values and validity, and the clean truth if known."""
-
-    name: str
-    x: np.ndarray  # (H, W) float32 in [0, 1]
-    values: np.ndarray  # (H, W) the input in the data's units, as read (not clipped)
-    valid: np.ndarray  # (H, W) bool
-    clean: np.ndarray | None  # (H, W) speckle-free reflectivity in [0, 1] (synthetic data)
-
-
-def test_images(run_dir: Path) -> tuple[list[TestImage], dict[str, Any]]:
-    """The test split's regions of a run's data (cropped to multiples of 16) and its preprocessing."""
-    from sar_jax.data.pipeline import build_datasets
-    from sar_jax.data.preprocess import normalize
-    from sar_jax.data.synthetic import synthetic_scenes_with_reflectivity
-    from sar_jax.inference.run import load_run
-
-    run = load_run(run_dir)
-    config, params = run.config, run.preprocessing_params
-    datasets = build_datasets(config)
-    data_cfg = config["data"]
-    truth = None
-    if data_cfg["source"] == "synthetic":
-        truth = [refl for _, refl in synthetic_scenes_with_reflectivity(
-            data_cfg["num_scenes"], data_cfg["scene_size"], data_cfg["looks"], config["train"]["seed"])]
-    images = []
-    for k, r in enumerate(datasets.regions["test"]):
-        h, w = (r.r1 - r.r0) // 16 * 16, (r.c1 - r.c0) // 16 * 16
-        values, valid = datasets.scenes[r.scene].read((r.r0, r.c0, h, w))
-        clean = None
-        if truth is not None:
-            clean = normalize(truth[r.scene][r.r0:r.r0 + h, r.c0:r.c0 + w], params)
-        images.append(TestImage(f"{Path(datasets.sources[r.scene]).name}#{k}", normalize(values, params),
-                                values, valid, clean))
-    return images, params
 
 
 def block_mean_codec(image: np.ndarray, factor: int) -> tuple[np.ndarray, int]:
@@ -91,25 +58,7 @@ def block_mean_codec(image: np.ndarray, factor: int) -> tuple[np.ndarray, int]:
     return bicubic_upsample(dequantize(stored, scales, offsets)[..., 0], image.shape), payload_bytes(stored)
 
 
-class ModelCodec:
-    """A trained run as a codec: encoder -> int8 latent (the latent file's quantiser) -> decoder."""
-
-    def __init__(self, run_dir: Path) -> None:
-        from sar_jax.inference.run import decode_fn, encode_fn, load_run
-
-        self.run = load_run(run_dir)
-        self.encode, self.decode = encode_fn(self.run.model), decode_fn(self.run.model)
-
-    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, int]:
-        from sar_jax.inference.latent import dequantize, payload_bytes, quantize
-
-        z = np.asarray(self.encode(self.run.variables, image[None, :, :, None]))[0]
-        stored, scales, offsets = quantize(z, "int8")
-        x_hat = np.asarray(self.decode(self.run.variables, dequantize(stored, scales, offsets)[None]))[0, ..., 0]
-        return x_hat, payload_bytes(stored)
-
-
-def score(image: TestImage, decoded: np.ndarray, params: dict[str, Any]) -> dict[str, float | None]:
+def score(image: EvalRegion, decoded: np.ndarray, params: dict[str, Any]) -> dict[str, float | None]:
     """PSNR (valid pixels), SSIM, MS-SSIM, ENL ratio and PSNR against the clean truth of one image."""
     import jax.numpy as jnp
 
@@ -131,7 +80,7 @@ def score(image: TestImage, decoded: np.ndarray, params: dict[str, Any]) -> dict
 
 
 def rd_point(codec: str, setting: Any, fn: Callable[[np.ndarray], tuple[np.ndarray, int]],
-             images: list[TestImage], params: dict[str, Any]) -> dict[str, Any]:
+             images: list[EvalRegion], params: dict[str, Any]) -> dict[str, Any]:
     """One codec setting over every test image: bits over all pixels, metrics averaged over images."""
     nbytes, rows = 0, []
     for image in images:
@@ -177,28 +126,46 @@ def bd_rates(points: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]
     return out
 
 
-def study(dataset: str, run_dirs: dict[int, Path]) -> dict[str, Any]:
-    """Every codec's RD points on one dataset's test split, and the BD-rates."""
-    images, params = test_images(next(iter(run_dirs.values())))
+def autoencoder_label(ssim_weight: float) -> str:
+    """The codec name of the models trained with one loss balance."""
+    if ssim_weight == 0:
+        return "autoencoder, MSE (int8 latent)"
+    return f"autoencoder, {1 - ssim_weight:g} MSE + {ssim_weight:g} SSIM (int8 latent)"
+
+
+def study(dataset: str, run_dirs: dict[float, dict[int, Path]]) -> dict[str, Any]:
+    """Every codec's RD points on one dataset's test split, and the BD-rates; ``run_dirs``: the trained
+    runs by SSIM weight, then latent width."""
+    from sar_jax.inference.codec import Int8LatentCodec, eval_regions
+    from sar_jax.inference.run import load_run
+
+    first = load_run(next(iter(next(iter(run_dirs.values())).values())))
+    images, params = eval_regions(first), first.preprocessing_params
     points = [rd_point(ANCHOR, bpp, lambda x, b=bpp: jpeg2000(x, b), images, params) for bpp in JPEG2000_BPP]
     points += [rd_point("JPEG", q, lambda x, q=q: jpeg(x, q), images, params) for q in JPEG_QUALITY]
     points += [rd_point("block mean + bicubic", f, lambda x, f=f: block_mean_codec(x, f), images, params)
                for f in BLOCK_FACTORS]
-    for c, run_dir in sorted(run_dirs.items()):
-        points.append(rd_point("autoencoder (int8 latent)", c, ModelCodec(run_dir), images, params))
+    for w, by_width in run_dirs.items():
+        for c, run_dir in sorted(by_width.items()):
+            points.append(rd_point(autoencoder_label(w), c, Int8LatentCodec(load_run(run_dir)), images, params))
     return {"dataset": dataset, "images": [i.name for i in images], "pixels": sum(i.x.size for i in images),
             "preprocessing_params": params, "points": points, "bd_rate_vs_jpeg2000": bd_rates(points)}
 
 
-def train_models(config: str, overrides: list[str], out: Path, data: str | None) -> dict[int, Path]:
-    """One run per latent width through the sweep (finished runs are reused)."""
+def train_models(config: str, overrides: list[str], out: Path, data: str | None, widths: Sequence[int],
+                 ssim_weights: Sequence[float]) -> dict[float, dict[int, Path]]:
+    """One run per loss balance and latent width through the sweep (finished runs are reused)."""
     from sar_jax.training.sweep import run_name, run_sweep
 
-    grid = [("model.latent_channels", list(LATENT_CHANNELS))]
-    rows, failures = run_sweep(config, grid, overrides, out, data)
-    if failures:
-        raise SarJaxError("training failed: " + "; ".join(failures))
-    return {c: out / run_name({"model.latent_channels": c}) for c in LATENT_CHANNELS}
+    runs = {}
+    for w in ssim_weights:
+        balance = {"loss.ssim_weight": w, "loss.mse_weight": 1.0 - w}
+        grid = [(k, [v]) for k, v in balance.items()] + [("model.latent_channels", list(widths))]
+        _, failures = run_sweep(config, grid, overrides, out, data)
+        if failures:
+            raise SarJaxError("training failed: " + "; ".join(failures))
+        runs[w] = {c: out / run_name({**balance, "model.latent_channels": c}) for c in widths}
+    return runs
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -253,6 +220,21 @@ def plot(result: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
+def _numbers(kind: type) -> Callable[[str], tuple]:
+    """An argparse type for comma-separated numbers."""
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}")
+        if kind is float and not all(0.0 <= v <= 1.0 for v in values):
+            raise argparse.ArgumentTypeError(f"expected weights in [0, 1], got {text!r}")
+        if kind is int and not all(v >= 1 for v in values):
+            raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
+        return values
+    return parse
+
+
 def setup_args() -> argparse.ArgumentParser:
     """Command-line flags."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rate_distortion", description=__doc__.splitlines()[0])
@@ -260,6 +242,10 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None,
                         help=f"folder of real scenes (default {SHARED_SAR_DIR} when present; 'none' to skip)")
     parser.add_argument("--out", default="runs/rate_distortion", help="output folder (models are trained under it)")
+    parser.add_argument("--latent-channels", type=_numbers(int), default=LATENT_CHANNELS, metavar="C1,C2,...",
+                        help="latent widths of the autoencoder curves (default 2,4,8,16)")
+    parser.add_argument("--ssim-weights", type=_numbers(float), default=SSIM_WEIGHTS, metavar="W1,W2,...",
+                        help="loss.ssim_weight of each autoencoder curve, with loss.mse_weight 1 - w (default 0.5,0)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key of every model (repeatable)")
     return parser
@@ -273,20 +259,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = "quickstart" if args.quick else "baseline"
     overrides = list(args.overrides)
     if not args.quick:  # baseline-width models on the quickstart's data, trained longer
+        # baseline width on the quickstart's data; lr 3e-4 reaches in 3 epochs what 1e-4 needs 6 for
         overrides = ["data.patch_size=64", "data.stride=32", "data.num_scenes=60", "data.scene_size=256",
-                     "train.batch_size=16", "train.epochs=60", "train.lr_patience=4",
-                     "train.early_stopping_patience=10"] + overrides
+                     "train.batch_size=16", "train.epochs=20", "train.lr=3e-4", "train.lr_patience=3",
+                     "train.early_stopping_patience=6"] + overrides
     data = args.data if args.data is not None else (str(SHARED_SAR_DIR) if SHARED_SAR_DIR.is_dir() else None)
     if data and data != "none" and not Path(data).exists():  # before any training
         raise SarJaxError(f"--data {data}: no such file or folder")
     datasets = [("synthetic", None)] + ([("real", data)] if data and data != "none" else [])
     studies = []
     for name, path in datasets:
-        run_dirs = train_models(config, overrides, out / f"models-{name}", path)
+        run_dirs = train_models(config, overrides, out / f"models-{name}", path, args.latent_channels,
+                                args.ssim_weights)
         studies.append(study(name, run_dirs))
         print(f"{name}: {len(studies[-1]['points'])} RD points", flush=True)
     result = {"command": "python -m benchmarks.rate_distortion " + " ".join(argv or sys.argv[1:]),
               "mode": "quick" if args.quick else "full", "config": config, "overrides": overrides,
+              "latent_channels": list(args.latent_channels), "ssim_weights": list(args.ssim_weights),
               "seconds": time.perf_counter() - t0, "studies": studies}
     write_json_atomic(out / "rd.json", result)
     write_text_atomic(out / "rd.md", markdown(result))

@@ -24,21 +24,27 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
 
+def rename_params(message: str, **flags: str) -> str:
+    """``message`` with command-line flags in place of the library parameter names it uses: library
+    messages start with the parameter they are about (``run_dir PATH: ...``) and write a parameter
+    inside a sentence as ``name=VALUE`` (``name=True`` for a switch); ``rename_params(m, run_dir="--out",
+    band="--band")`` turns those into ``--out PATH: ...``, ``--band 3`` and ``--overwrite``."""
+    for param, flag in flags.items():
+        if re.match(rf"{re.escape(param)}\b(?!=)", message):
+            message = flag + message[len(param):]
+        message = re.sub(rf"(?<![\w.]){re.escape(param)}=True\b", flag, message)
+        message = re.sub(rf"(?<![\w.-]){re.escape(param)}=", flag + " ", message)
+    return message
+
+
 @contextmanager
 def flag_names(**flags: str) -> Iterator[None]:
     """Re-raise a SarJaxError raised inside (a ``with`` block or a decorated ``main``) with the
-    command-line flags in place of the library parameter names it uses: library messages start
-    with the parameter they are about (``run_dir PATH: ...``) and write a flag-like parameter
-    as ``name=True``; ``flag_names(run_dir="--out", overwrite="--overwrite")`` turns those into
-    ``--out PATH: ...`` and ``--overwrite``."""
+    command-line flags in place of the library parameter names it uses (:func:`rename_params`)."""
     try:
         yield
     except SarJaxError as exc:
-        message = str(exc)
-        for param, flag in flags.items():
-            if re.match(rf"{re.escape(param)}\b(?!=)", message):
-                message = flag + message[len(param):]
-            message = re.sub(rf"\b{re.escape(param)}=True\b", flag, message)
+        message = rename_params(str(exc), **flags)
         if message == str(exc):
             raise
         raise SarJaxError(message) from None

@@ -204,9 +204,9 @@ def open_raster(path: str | Path, *, band: int | None = None, units: str = "auto
         raise SarJaxError(f"{p}: empty raster ({height}x{width})")
     nb = len(dtypes)
     if band is not None and band >= nb:
-        raise SarJaxError(f"{p}: band {band} requested but the raster has {nb} band{'s' if nb > 1 else ''}")
+        raise SarJaxError(f"{p}: band={band} requested but the raster has {nb} band{'s' if nb > 1 else ''}")
     if band is None and nb > 2:
-        raise SarJaxError(f"{p}: {nb} bands; choose one with band (0..{nb - 1})")
+        raise SarJaxError(f"{p}: {nb} bands; choose one with band=0..{nb - 1}")
     bands = (band,) if band is not None else tuple(range(nb))
     kinds = {_dtype_kind(dtypes[b]) for b in bands}
     if len(kinds) > 1 or kinds & {"unsupported"}:
@@ -215,7 +215,7 @@ def open_raster(path: str | Path, *, band: int | None = None, units: str = "auto
     kind = kinds.pop()
     is_complex = kind == "complex"
     if len(bands) == 2 and is_complex:
-        raise SarJaxError(f"{p}: 2 complex bands; choose one with band (0 or 1)")
+        raise SarJaxError(f"{p}: 2 complex bands; choose one with band=0 or band=1")
     pair = len(bands) == 2 or is_complex
     source_dtype = dtypes[bands[0]]
     resolved = _resolve_units(p, units, source_dtype, pair, info["unit_hints"])

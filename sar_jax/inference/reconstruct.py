@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import re
 import sys
 import time
 import warnings
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sar_jax.core.cli import add_input_units_args, process_share
+from sar_jax.core.cli import add_input_units_args, flag_names, process_share, rename_params
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
 from sar_jax.data.readers import SUPPORTED_EXTENSIONS, list_sar_files
@@ -288,8 +287,9 @@ def reconstruct_many(checkpoint: str | Path, inputs: list[Path], out_dir: Path, 
             summary = reconstruct_scene(run, scene, out, save_latent=latent, **kwargs)
             rows.append({**summary, "status": "ok"})
         except SarJaxError as exc:
-            print(f"error: {_flag_names(exc)}", file=sys.stderr, flush=True)
-            rows.append({"input": str(scene), "status": "FAILED", "error": _flag_names(exc)})
+            message = rename_params(str(exc), band="--band")
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            rows.append({"input": str(scene), "status": "FAILED", "error": message})
     return rows
 
 
@@ -326,18 +326,10 @@ def setup_args() -> argparse.ArgumentParser:
     return parser
 
 
+@flag_names(band="--band")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point (errors name this command's flags: the reader's ``band`` is ``--band`` here)."""
-    try:
-        return _main(setup_args().parse_args(argv))
-    except SarJaxError as exc:
-        raise SarJaxError(_flag_names(exc)) from None
-
-
-def _flag_names(exc: SarJaxError) -> str:
-    """The reader's parameter ``band`` is this command's ``--band``."""
-    text = str(exc).replace("choose one with band (", "choose one with --band (")
-    return re.sub(r": band (\d+) requested", r": --band \1 requested", text)
+    return _main(setup_args().parse_args(argv))
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sar_jax.core.cli import process_share
 from sar_jax.core.config import load_config, parse_override
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import write_json_atomic, write_text_atomic
 from sar_jax.core.visualize import save_figure
+from sar_jax.inference.codec import int8_latent_bpp
 from sar_jax.inference.evaluate import evaluate
+from sar_jax.inference.run import load_run
 from sar_jax.training.loop import Interrupted, train_and_evaluate
 
 ROW_FILE = "sweep_row.json"
@@ -78,20 +78,7 @@ def train_and_score(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     clean = report["comparisons"][0]["psnr_vs_clean"] if synthetic else None
     return {"best_epoch": summary["best_epoch"], "val_loss": summary["best_val_loss"],
             "psnr": avg["psnr"], "ssim": avg["ssim"], "ms_ssim": avg["ms_ssim"], "enl_ratio": avg["enl_ratio"],
-            "psnr_vs_clean": clean, "bpp": int8_latent_bpp(run_dir, config)}
-
-
-def int8_latent_bpp(run_dir: Path, config: dict[str, Any], limit: int = 64) -> float:
-    """Bits per input pixel of the int8 latents of (at most ``limit``) test patches, each quantised on its
-    own as a latent file is: :func:`sar_jax.inference.latent.payload_bytes` over their pixels."""
-    from sar_jax.data.pipeline import build_datasets
-    from sar_jax.inference.latent import payload_bytes, quantize
-    from sar_jax.inference.run import encode_fn, load_run
-
-    run = load_run(run_dir)
-    x = build_datasets(config).patches("test", limit=limit)
-    z = np.asarray(encode_fn(run.model)(run.variables, x))
-    return 8.0 * sum(payload_bytes(quantize(zi, "int8")[0]) for zi in z) / x[..., 0].size
+            "psnr_vs_clean": clean, "bpp": int8_latent_bpp(load_run(run_dir))}
 
 
 def run_sweep(config_name: str, grid: list[tuple[str, list[Any]]], overrides: Sequence[str], out: Path,

@@ -258,6 +258,10 @@ def test_flag_names_turn_library_parameters_into_flags(capsys):
         with flag_names(run_dir="--out", resume="--resume"):
             raise SarJaxError("run_dir /tmp/run_dir/x: held; pass resume=True, not resume")
     assert str(info.value) == "--out /tmp/run_dir/x: held; pass --resume, not resume"
+    with pytest.raises(SarJaxError) as info:
+        with flag_names(band="--band"):
+            raise SarJaxError("x.tif: 2 complex bands; choose one with band=0 or band=1 (data.band=2 ignored)")
+    assert str(info.value) == "x.tif: 2 complex bands; choose one with --band 0 or --band 1 (data.band=2 ignored)"
     with pytest.raises(SarJaxError, match="^checkpoint x: bad$"):
         with flag_names(run_dir="--out"):
             raise SarJaxError("checkpoint x: bad")

@@ -172,8 +172,8 @@ def test_band_choice(tmp_path, capfd, rng):
         raster, values, _ = read_quiet(path, band=band)
         assert raster.bits_per_pixel == 32 and not raster.phase_dropped
         np.testing.assert_array_equal(values, arr[band])
-    one_line_error(capfd, lambda: open_raster(path), "b3.tif", "3 bands", "band (0..2)")
-    one_line_error(capfd, lambda: open_raster(path, band=3), "b3.tif", "band 3", "3 bands")
+    one_line_error(capfd, lambda: open_raster(path), "b3.tif", "3 bands", "band=0..2")
+    one_line_error(capfd, lambda: open_raster(path, band=3), "b3.tif", "band=3", "3 bands")
 
 
 # ---------------------------------------------------------------------- no-data

@@ -312,7 +312,7 @@ def test_write_failures_are_one_line_and_leave_no_file(random_run, tmp_path, mon
     ("log8_into_linear", "log8"),
     ("bad_latent", "not a sar_jax latent raster"),
     ("missing_folder", "does not exist"),
-    ("band", "choose one with --band (0..2)"),
+    ("band", "choose one with --band 0..2"),
     ("no_units", "units"),
     ("negative", "negative values"),
 ])

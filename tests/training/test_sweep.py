@@ -54,9 +54,9 @@ def test_tiny_sweep_trains_scores_skips_and_reports_a_failure(tmp_path, monkeypa
         assert row["best_epoch"] == 1 and 0 < row["psnr"] < 60 and 0 <= row["ssim"] <= 1
         assert row["enl_ratio"] is None or row["enl_ratio"] > 0
         assert 0 < row["psnr_vs_clean"] < 60  # synthetic data: scored against the known reflectivity
-        # int8 latents of 32x32 patches: 2x2x4 = 16 values DEFLATEd (+ at most 16 bytes of framing),
-        # and a float32 scale and offset for each of the 4 bands
-        assert 8 * 32 / 1024 < row["bpp"] <= 8 * (16 + 16 + 32) / 1024
+        # the int8 latent of the one 64x64 test scene, coded whole: 4x4x4 = 64 values DEFLATEd (at most
+        # 16 bytes of framing) and a float32 scale and offset for each of the 4 bands
+        assert 8 * (32 + 8) / 4096 < row["bpp"] <= 8 * (64 + 16 + 32) / 4096
     assert not (out / "sweep.json").exists()  # two runs failed: no table yet
     # the finished runs are skipped on a re-run; with the failing value dropped the table is written
     monkeypatch.setattr(sweep, "train_and_score", lambda *a: pytest.fail("a finished run was trained again"))

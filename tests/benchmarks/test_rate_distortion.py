@@ -1,0 +1,72 @@
+"""python -m benchmarks.rate_distortion at tiny size: every codec's points from real bytes, both loss
+balances as curves, BD-rates against JPEG 2000, the three files; a re-run reuses the trained models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import rate_distortion as rd
+from sar_jax.inference.latent import payload_bytes, quantize
+
+TINY = ["--set", "model.base_channels=4", "--set", "data.patch_size=32", "--set", "data.stride=16",
+        "--set", "data.num_scenes=5", "--set", "data.scene_size=64", "--set", "train.epochs=1",
+        "--set", "train.batch_size=4", "--set", "logging.progress=false"]
+
+
+def test_block_mean_bytes_are_the_int8_payload():
+    image = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    decoded, nbytes = rd.block_mean_codec(image, 4)
+    assert decoded.shape == image.shape
+    means = image.reshape(16, 4, 16, 4).mean(axis=(1, 3))
+    assert nbytes == payload_bytes(quantize(means[..., None], "int8")[0])
+    assert 16 * 16 + 8 <= nbytes <= 16 * 16 + 8 + 16  # 256 random int8 values hardly DEFLATE
+
+
+def test_flags_are_checked():
+    with pytest.raises(SystemExit):
+        rd.setup_args().parse_args(["--ssim-weights", "2"])
+    with pytest.raises(SystemExit):
+        rd.setup_args().parse_args(["--latent-channels", "0,4"])
+    args = rd.setup_args().parse_args(["--latent-channels", "2,8", "--ssim-weights", "0.5,0"])
+    assert args.latent_channels == (2, 8) and args.ssim_weights == (0.5, 0.0)
+    assert rd.autoencoder_label(0.0) == "autoencoder, MSE (int8 latent)"
+    assert rd.autoencoder_label(0.25) == "autoencoder, 0.75 MSE + 0.25 SSIM (int8 latent)"
+
+
+@pytest.mark.slow
+def test_tiny_study_writes_curves_from_real_bytes(tmp_path, monkeypatch):
+    out = tmp_path / "rd"
+    argv = ["--quick", "--data", "none", "--latent-channels", "4", "--ssim-weights", "0.5,0", "--out", str(out)] + TINY
+    assert rd.main(argv) == 0
+    result = json.loads((out / "rd.json").read_text())
+    (study,) = result["studies"]
+    points = study["points"]
+    by_codec: dict[str, list[dict]] = {}
+    for p in points:
+        by_codec.setdefault(p["codec"], []).append(p)
+    assert sorted(by_codec) == sorted(["JPEG 2000", "JPEG", "block mean + bicubic", rd.autoencoder_label(0.5),
+                                       rd.autoencoder_label(0.0)])
+    assert len(by_codec["JPEG 2000"]) >= 5 and len(by_codec["JPEG"]) >= 5
+    for p in points:
+        assert p["bpp"] == pytest.approx(8 * p["bytes"] / study["pixels"])
+        assert 0 < p["psnr"] < 60 and p["psnr_clean"] is not None  # synthetic: scored against the truth
+    j2k = sorted(by_codec["JPEG 2000"], key=lambda p: p["setting"])
+    assert [p["bpp"] for p in j2k] == sorted(p["bpp"] for p in j2k)
+    assert j2k[-1]["bpp"] <= 1.1 * j2k[-1]["setting"]  # (one 64x64 scene: the low rates are all header)
+    # an int8 latent of 4 channels at 1/16 resolution: about 8 * 4 / 256 bits per pixel, + 32 bytes of scales
+    for p in by_codec[rd.autoencoder_label(0.0)] + by_codec[rd.autoencoder_label(0.5)]:
+        assert p["setting"] == 4 and 0.8 * 8 * 4 / 256 < p["bpp"] < 8 * 4 / 256 + 8 * (32 + 16) / study["pixels"]
+    quality = sorted(by_codec["JPEG"], key=lambda p: p["bpp"])
+    assert quality[0]["psnr"] < quality[-1]["psnr"]
+    assert set(study["bd_rate_vs_jpeg2000"]) == set(by_codec) - {"JPEG 2000"}
+    assert study["bd_rate_vs_jpeg2000"]["JPEG"]["psnr"] is not None
+    text = (out / "rd.md").read_text()
+    assert text.count("| autoencoder, MSE (int8 latent) |") == 2  # its point and its BD-rate row
+    assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "rd.png").stat().st_size > 20_000
+    # a re-run reuses every trained model
+    monkeypatch.setattr("sar_jax.training.sweep.train_and_score",
+                        lambda *a: pytest.fail("a finished model was trained again"))
+    assert rd.main(argv) == 0
