@@ -7,10 +7,11 @@ For each dataset (the synthetic data, and the real scenes in ``--data``, default
 when present) a sweep trains one model per latent width (``model.latent_channels`` 2, 4, 8, 16) and
 loss balance (``loss.ssim_weight`` w with ``loss.mse_weight`` 1 - w: the design's 0.5 and MSE alone;
 ``--quick``: quickstart-size models, the design's balance only) and every codec codes the test
-split's regions, whole, in the checkpoint's [0, 1] dB domain. Rates are bits per input pixel from encoded bytes: the JPEG 2000
-codestream, the JPEG file, and for block means and latents the int8 values (the latent file's
-quantiser) DEFLATE-compressed plus a float32 scale and offset per band. The GeoTIFF container of a
-latent file (tags, ~1-2 KB) is not counted, as JPEG 2000 is counted without its JP2 boxes.
+split's regions, whole, in the checkpoint's [0, 1] dB domain. Rates are bits per input pixel from
+encoded bytes: the JPEG 2000 codestream, the JPEG file, and for block means and latents the int8
+values (the latent file's quantiser) DEFLATE-compressed plus a float32 scale and offset per band.
+The GeoTIFF container of a latent file (tags, ~1-2 KB) is not counted, as JPEG 2000 is counted
+without its JP2 boxes.
 
 Per point: bpp, PSNR, SSIM, MS-SSIM (valid pixels for PSNR), ENL ratio (linear intensity, the
 input's homogeneous windows), and on synthetic data PSNR against the speckle-free reflectivity.
