@@ -2,7 +2,7 @@
 
     python -m benchmarks.data_pipeline --make-archive /work/archive --gb 8
     python -m benchmarks.data_pipeline --data /work/archive [--workers N] [--batch 8] [--size 256]
-        [--sampling grid|random] [--batches K] [--step-ms 670] [--out FILE.json]
+        [--sampling grid|random] [--shuffle-block PX] [--batches K] [--step-ms 670] [--out FILE.json]
 
 ``startup_seconds``: from opening the archive to the first batch (index, preprocessing fit, worker start);
 ``patches_per_second``: batches 2..K of one training epoch as fast as they come; ``peak_rss_mb`` /
@@ -113,13 +113,15 @@ class TreePeakRss:
         return max(self.peak_rss, hwm) / 2**20, self.peak_pss / 2**20
 
 
-def bench_config(data: str, workers: int, batch: int, size: int, sampling: str, batches: int) -> dict[str, Any]:
+def bench_config(data: str, workers: int, batch: int, size: int, sampling: str, batches: int,
+                 shuffle_block: int | None = None) -> dict[str, Any]:
     """The baseline config on ``data`` with the benchmark's pipeline settings."""
     from sar_jax.core.config import load_config
 
     config, _ = load_config("baseline", [f"data.workers={workers}", f"train.batch_size={batch}",
                                          f"data.patch_size={size}", f"data.sampling={sampling}",
-                                         f"data.patches_per_epoch={(batches + 2) * batch}", "data.eval_patches=32"],
+                                         f"data.patches_per_epoch={(batches + 2) * batch}", "data.eval_patches=32",
+                                         f"data.shuffle_block={'null' if shuffle_block is None else shuffle_block}"],
                             data_path=data)
     return config
 
@@ -159,6 +161,7 @@ def measure(config: dict[str, Any], batches: int, step_ms: float) -> dict[str, A
             "peak_pss_mb": peak_pss,
             "dataset_bytes": int(sum(4 * s.height * s.width for s in datasets.scenes)),
             "scenes": len(datasets.scenes), "workers": data_cfg["workers"], "sampling": data_cfg["sampling"],
+            "shuffle_block": data_cfg["shuffle_block"],
             "batch": config["train"]["batch_size"], "size": data_cfg["patch_size"], "batches": batches,
             "grid_train_windows": int(len(datasets.windows["train"])), "step_ms": step_ms,
             "step_wait_ms_mean": 1000 * float(np.mean(waits)) if waits else None,
@@ -242,6 +245,8 @@ def setup_args() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256, help="patch size (px)")
     p.add_argument("--sampling", choices=("grid", "random"), default="grid")
+    p.add_argument("--shuffle-block", type=int, default=None, metavar="PX",
+                   help="data.shuffle_block: read the windows square by square (default: one global shuffle)")
     p.add_argument("--batches", type=int, default=100, help="batches to time")
     p.add_argument("--step-ms", type=float, default=0.0,
                    help="simulated train step (ms) for the wait measurement; 0 skips it")
@@ -259,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.data:
         raise SystemExit("error: --data PATH (or --make-archive DIR) is required")
-    config = bench_config(args.data, args.workers, args.batch, args.size, args.sampling, args.batches)
+    config = bench_config(args.data, args.workers, args.batch, args.size, args.sampling, args.batches,
+                          args.shuffle_block)
     result = measure(copy.deepcopy(config), args.batches, args.step_ms)
     print(json.dumps(result, indent=1))
     if args.out:

@@ -144,6 +144,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "workers": (0, _int(0)),
         "sampling": ("grid", _choice("grid", "random")),
         "patches_per_epoch": (None, _nullable(_int(1))),
+        "shuffle_block": (None, _nullable(_int(16))),
         "eval_patches": (None, _nullable(_int(1))),
         "min_valid_fraction": (1.0, _float(0.0, lo_open=True, hi=1.0)),
         "fit_pixels": (16_000_000, _int(1)),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sar_jax.data.preprocess import normalize
+from sar_jax.data.sampling import block_shuffled
 from sar_jax.data.sources import SceneSource
 
 if TYPE_CHECKING:
@@ -65,14 +66,16 @@ class PatchLoader:
     """Batches of one split, epoch by epoch, through Grain.
 
     ``windows(epoch)`` gives the windows of an epoch (a fixed grid, or that epoch's random draw);
-    ``shuffle`` permutes them with a seed of ``(seed, epoch)``; ``drop_last`` (training) drops a short
+    ``shuffle`` permutes them with a seed of ``(seed, epoch)``; ``shuffle_block`` orders them block by block
+    instead (:func:`sar_jax.data.sampling.block_shuffled`, also for random windows); ``drop_last`` (training)
+    drops a short
     last batch, otherwise it is padded to full size (:meth:`valid_counts` says how many rows are real).
     ``shard=(index, count)``: each process reads only its own rows of every global batch.
     """
 
     def __init__(self, windows: Callable[[int], np.ndarray], n_windows: int, read: ReadPatches,
                  batch_size: int, *, shuffle: bool, seed: int, drop_last: bool, workers: int = 0,
-                 prefetch: int = 2) -> None:
+                 prefetch: int = 2, shuffle_block: int | None = None) -> None:
         if batch_size % read.shard[1]:
             raise ValueError(f"batch size {batch_size} does not split evenly over {read.shard[1]} processes")
         self.windows = windows
@@ -80,6 +83,7 @@ class PatchLoader:
         self.read = read
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.shuffle_block = shuffle_block
         self.seed = seed
         self.drop_last = drop_last
         self.workers = workers
@@ -98,9 +102,13 @@ class PatchLoader:
         """The Grain dataset of ``epoch``."""
         import grain
 
-        ds = grain.MapDataset.source(self.windows(epoch))
-        if self.shuffle:
-            ds = ds.shuffle(seed=int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
+        seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+        windows = self.windows(epoch)
+        if self.shuffle_block is not None:
+            windows = block_shuffled(windows, self.shuffle_block, np.random.default_rng(seed))
+        ds = grain.MapDataset.source(windows)
+        if self.shuffle and self.shuffle_block is None:
+            ds = ds.shuffle(seed=seed)
         ds = ds.slice(slice(0, self.n_windows)).batch(self.batch_size, drop_remainder=self.drop_last)
         ds = ds.map(self.read).to_iter_dataset(grain.ReadOptions(num_threads=1 if self.prefetch else 0,
                                                                  prefetch_buffer_size=max(self.prefetch, 1)))

@@ -112,7 +112,8 @@ def make_loaders(datasets: Datasets, config: dict[str, Any],
                            pad_to=batch if pad else None)
 
     loaders = {"train": PatchLoader(train_windows, per_epoch, read(False), batch,
-                                    shuffle=data_cfg["sampling"] == "grid", drop_last=True, **common)}
+                                    shuffle=data_cfg["sampling"] == "grid", drop_last=True,
+                                    shuffle_block=data_cfg["shuffle_block"], **common)}
     for split in ("val", "test"):
         fixed = datasets.windows[split]
         loaders[split] = PatchLoader(lambda epoch, w=fixed: w, len(fixed), read(True), batch, shuffle=False,

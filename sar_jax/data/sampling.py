@@ -1,5 +1,6 @@
 """Which windows the pipeline reads: the patch index built from decimated validity masks (never a full read),
-per-epoch random windows, the fixed evaluation sets, and the bounded pixel sample the preprocessing is fitted on.
+per-epoch random windows, the order they are read in, the fixed evaluation sets, and the bounded pixel sample
+the preprocessing is fitted on.
 
 A window is one row ``(scene, row, col)`` of an int64 array; every window is ``patch x patch``.
 """
@@ -89,6 +90,19 @@ def random_windows(regions: Sequence[Region], patch: int, count: int, validity: 
             return np.concatenate(found)[:count]
     raise SarJaxError(f"random sampling found only {have} of {count} windows with a valid fraction >= "
                       f"{min_valid_fraction} (data.min_valid_fraction) in {_MAX_ROUNDS} rounds")
+
+
+def block_shuffled(windows: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarray:
+    """``windows`` in random order block by block: the ``block x block`` px squares of every scene (by each
+    window's top-left corner) in random order, the windows inside each square in random order.
+
+    Consecutive windows then share the raster tiles of one square, so a process decodes each tile about
+    once per square (GDAL's block cache) instead of once per window; the price is batches drawn from one
+    square. Written here because Grain's shuffle is a global permutation."""
+    _, square = np.unique(np.stack([windows[:, 0], windows[:, 1] // block, windows[:, 2] // block], 1), axis=0,
+                          return_inverse=True)
+    square_rank = rng.permutation(int(square.max()) + 1)[square.reshape(-1)]
+    return windows[np.lexsort((rng.random(len(windows)), square_rank))]
 
 
 def eval_windows(grid: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

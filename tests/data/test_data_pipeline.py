@@ -11,7 +11,7 @@ from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import split_regions
 from sar_jax.data.pipeline import build_datasets, make_loaders
 from sar_jax.data.preprocess import fit_preprocessing
-from sar_jax.data.sampling import fit_sample
+from sar_jax.data.sampling import block_shuffled, fit_sample
 from sar_jax.data.synthetic import synthetic_scenes
 
 TINY = ["data.num_scenes=5", "data.scene_size=64", "data.patch_size=32", "data.stride=null",
@@ -234,3 +234,42 @@ def test_worker_processes_give_the_in_process_batches():
     assert len(a) == len(b) == len(inline["train"])
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+def test_block_shuffle_is_a_permutation_square_by_square():
+    rng = np.random.default_rng(0)
+    grid = np.array([(s, r, c) for s in range(3) for r in range(0, 1024, 64) for c in range(0, 1024, 64)], np.int64)
+    order = block_shuffled(grid, 256, np.random.default_rng(1))
+    assert sorted(map(tuple, order)) == sorted(map(tuple, grid))  # every window once
+    squares = [tuple(w) for w in np.stack([order[:, 0], order[:, 1] // 256, order[:, 2] // 256], 1)]
+    runs = [squares[0]] + [b for a, b in zip(squares, squares[1:]) if a != b]
+    assert len(runs) == len(set(runs)) == 3 * 16  # each square's 16 windows come together, once
+    assert runs != sorted(runs)  # the squares in random order ...
+    first = order[:16, 1:].tolist()
+    assert first != sorted(first)  # ... and the windows inside a square too
+    again = block_shuffled(grid, 256, np.random.default_rng(1))
+    np.testing.assert_array_equal(again, order)  # seeded
+    assert not np.array_equal(block_shuffled(grid, 256, np.random.default_rng(2)), order)
+    randoms = rng.integers(0, 1000, (500, 3))
+    assert sorted(map(tuple, block_shuffled(randoms, 300, rng))) == sorted(map(tuple, randoms))
+
+
+@pytest.mark.parametrize("sampling", ["grid", "random"])
+def test_block_shuffled_epochs_read_one_square_after_another(sampling):
+    extra = ["data.stride=8", "data.scene_size=128", "data.shuffle_block=64", "train.batch_size=4",
+             f"data.sampling={sampling}", "data.patches_per_epoch=200"]
+    config, _ = load_config("baseline", TINY + extra)
+    ds = build_datasets(config)
+    loader = make_loaders(ds, config)["train"]
+    seed = int(np.random.SeedSequence([1, 1]).generate_state(1)[0])
+    order = block_shuffled(loader.windows(1), 64, np.random.default_rng(seed))
+    batches = list(loader.epoch(1))
+    read = make_loaders(ds, config)["val"].read
+    expected = [read(order[k * 4:(k + 1) * 4])[:4] for k in range(len(batches))]
+    for got, want in zip(batches, expected):
+        np.testing.assert_array_equal(got, want)
+    squares = np.stack([order[:, 0], order[:, 1] // 64, order[:, 2] // 64], 1)[:len(batches) * 4]
+    changes = int((np.diff(squares, axis=0) != 0).any(1).sum())
+    assert changes + 1 == len(np.unique(squares, axis=0)) > 4  # one run per square
+    with pytest.raises(SarJaxError, match="data.shuffle_block"):
+        load_config("baseline", TINY + ["data.shuffle_block=8"])
