@@ -198,27 +198,33 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """bpp vs PSNR and vs MS-SSIM, one line per codec, one row per dataset."""
+    """bpp vs PSNR, vs MS-SSIM and (synthetic data) vs PSNR against the clean reflectivity, one line per
+    codec, one row per dataset."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    panels = [("psnr", "PSNR (dB, [0, 1] dB domain)"), ("ms_ssim", "MS-SSIM"),
+              ("psnr_clean", "PSNR against the clean reflectivity (dB)")]
     studies = result["studies"]
-    fig, axes = plt.subplots(len(studies), 2, figsize=(11, 4 * len(studies)), squeeze=False)
+    fig, axes = plt.subplots(len(studies), 3, figsize=(16, 4.2 * len(studies)), squeeze=False)
     for row, s in zip(axes, studies):
-        codecs = dict.fromkeys(p["codec"] for p in s["points"])
-        for codec in codecs:
-            pts = sorted((p for p in s["points"] if p["codec"] == codec), key=lambda p: p["bpp"])
-            for ax, metric in zip(row, ("psnr", "ms_ssim")):
+        for ax, (metric, label) in zip(row, panels):
+            pts_all = [p for p in s["points"] if p[metric] is not None]
+            if not pts_all:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{s['dataset']}: no clean reference", ha="center", va="center")
+                continue
+            for codec in dict.fromkeys(p["codec"] for p in pts_all):
+                pts = sorted((p for p in pts_all if p["codec"] == codec), key=lambda p: p["bpp"])
                 ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], "o-", label=codec, ms=4)
-        for ax, label in zip(row, ("PSNR (dB, [0, 1] dB domain)", "MS-SSIM")):
             ax.set_xscale("log", base=2)
             ax.set_xlabel("bits per input pixel")
             ax.set_ylabel(label)
             ax.set_title(f"{s['dataset']}: {label.split(' (')[0]}")
             ax.grid(alpha=0.3, which="both")
-        row[0].legend(fontsize=8)
+        row[0].legend(fontsize=7)
     save_figure(fig, path)
 
 
