@@ -102,7 +102,8 @@ def make_loaders(datasets: Datasets, config: dict[str, Any],
 
         def train_windows(epoch: int) -> np.ndarray:
             return random_windows(train_regions, datasets.patch_size, per_epoch, validity,
-                                  data_cfg["min_valid_fraction"], np.random.default_rng([seed, epoch, 11]))
+                                  data_cfg["min_valid_fraction"], np.random.default_rng([seed, epoch, 11]),
+                                  block=data_cfg["shuffle_block"])
     else:
         def train_windows(epoch: int) -> np.ndarray:
             return grid

@@ -67,19 +67,36 @@ def grid_windows(regions: Sequence[Region], patch: int, stride: int, validity: V
 
 
 def random_windows(regions: Sequence[Region], patch: int, count: int, validity: ValidityIndex,
-                   min_valid_fraction: float, rng: np.random.Generator) -> np.ndarray:
+                   min_valid_fraction: float, rng: np.random.Generator, block: int | None = None) -> np.ndarray:
     """``count`` windows at uniformly random positions inside ``regions`` (any pixel offset), each with a
-    valid fraction of at least ``min_valid_fraction`` (rejection sampling) -> (count, 3) int64."""
-    spans = np.array([[r.r1 - r.r0 - patch + 1, r.c1 - r.c0 - patch + 1] for r in regions], np.int64)
+    valid fraction of at least ``min_valid_fraction`` (rejection sampling) -> (count, 3) int64.
+
+    With ``block``, windows come in clusters: a random ``block x block`` square of the scene's grid of
+    squares (weighted by its share of the regions), then ``(block // patch)**2`` windows with their
+    top-left corner uniformly inside it, so :func:`block_shuffled` reads them together; each window is
+    still uniform over the regions, but the windows of one epoch are not independent."""
+    if block is None:
+        ranges = [(r.scene, r.r0, r.r1 - patch + 1, r.c0, r.c1 - patch + 1) for r in regions]
+        per_draw = 1
+    else:
+        ranges = [(r.scene, max(r.r0, i), min(r.r1 - patch + 1, i + block), max(r.c0, j),
+                   min(r.c1 - patch + 1, j + block))
+                  for r in regions
+                  for i in range(r.r0 // block * block, r.r1 - patch + 1, block)
+                  for j in range(r.c0 // block * block, r.c1 - patch + 1, block)]
+        per_draw = max(1, (block // patch) ** 2)
+    table = np.array(ranges, np.int64).reshape(-1, 5)
+    spans = np.stack([table[:, 2] - table[:, 1], table[:, 4] - table[:, 3]], 1)
     usable = np.flatnonzero((spans > 0).all(1))
     weights = spans[usable].prod(1) / spans[usable].prod(1).sum()
     found, have = [], 0
     for _ in range(_MAX_ROUNDS):
-        n = 2 * (count - have) + 16
-        pick = usable[rng.choice(len(usable), n, p=weights)]
-        rows = np.array([regions[k].r0 for k in pick]) + (rng.random(n) * spans[pick, 0]).astype(np.int64)
-        cols = np.array([regions[k].c0 for k in pick]) + (rng.random(n) * spans[pick, 1]).astype(np.int64)
-        scenes = np.array([regions[k].scene for k in pick], np.int64)
+        draws = usable[rng.choice(len(usable), -(-(2 * (count - have) + 16) // per_draw), p=weights)]
+        pick = np.repeat(draws, per_draw)
+        n = len(pick)
+        rows = table[pick, 1] + (rng.random(n) * spans[pick, 0]).astype(np.int64)
+        cols = table[pick, 3] + (rng.random(n) * spans[pick, 1]).astype(np.int64)
+        scenes = table[pick, 0]
         keep = np.zeros(n, bool)
         for s in np.unique(scenes):
             sel = scenes == s

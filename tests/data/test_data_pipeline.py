@@ -11,7 +11,7 @@ from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import split_regions
 from sar_jax.data.pipeline import build_datasets, make_loaders
 from sar_jax.data.preprocess import fit_preprocessing
-from sar_jax.data.sampling import block_shuffled, fit_sample
+from sar_jax.data.sampling import ValidityIndex, block_shuffled, fit_sample, random_windows
 from sar_jax.data.synthetic import synthetic_scenes
 
 TINY = ["data.num_scenes=5", "data.scene_size=64", "data.patch_size=32", "data.stride=null",
@@ -273,3 +273,34 @@ def test_block_shuffled_epochs_read_one_square_after_another(sampling):
     assert changes + 1 == len(np.unique(squares, axis=0)) > 4  # one run per square
     with pytest.raises(SarJaxError, match="data.shuffle_block"):
         load_config("baseline", TINY + ["data.shuffle_block=8"])
+
+
+def test_clustered_random_windows_are_uniform_and_come_square_by_square():
+    from sar_jax.data.patches import Region
+    from sar_jax.data.sources import ArrayScene
+
+    scenes = [ArrayScene(f"s{k}", np.ones((300, 200), np.float32)) for k in range(2)]
+    regions = [Region(0, 10, 290, 0, 200), Region(1, 0, 100, 50, 150)]
+    validity = ValidityIndex(scenes, 32)
+    rng = np.random.default_rng(0)
+    flat = random_windows(regions, 32, 40_000, validity, 1.0, rng)
+    clustered = random_windows(regions, 32, 40_000, validity, 1.0, rng, block=64)
+    for w in (flat, clustered):
+        assert len(w) == 40_000
+        for reg in regions:  # every window inside its region
+            mine = w[w[:, 0] == reg.scene]
+            assert mine[:, 1].min() >= reg.r0 and mine[:, 1].max() <= reg.r1 - 32
+            assert mine[:, 2].min() >= reg.c0 and mine[:, 2].max() <= reg.c1 - 32
+        # uniform over the regions' top-left positions: each scene's share is its share of positions
+        share = (249 * 169) / (249 * 169 + 69 * 69)  # rows 10..258 x cols 0..168 vs 69 x 69
+        assert abs((w[:, 0] == 0).mean() - share) < 0.02
+        rows = w[w[:, 0] == 0, 1]
+        hist = np.bincount((rows - 10) // 83)  # 3 equal thirds of the 249 rows
+        assert len(hist) == 3 and hist.min() > 0.9 * hist.mean()
+        assert abs(rows.mean() - 134) < 3 and abs(rows.std() - np.sqrt((249 ** 2 - 1) / 12)) < 3
+    # clusters: 4 windows (= (64 // 32)**2) at a time share one 64 x 64 square of top-left corners
+    squares = np.stack([clustered[:, 0], clustered[:, 1] // 64, clustered[:, 2] // 64], 1)
+    same = (squares[:-1] == squares[1:]).all(1)
+    assert same.reshape(-1)[: 4 * 9999].reshape(-1, 4)[:, :3].all()
+    flat_squares = np.stack([flat[:, 0], flat[:, 1] // 64, flat[:, 2] // 64], 1)
+    assert (flat_squares[:-1] == flat_squares[1:]).all(1).mean() < 0.2
