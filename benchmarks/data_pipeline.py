@@ -8,8 +8,9 @@
 ``patches_per_second``: batches 2..K of one training epoch as fast as they come; ``peak_rss_mb`` /
 ``peak_pss_mb``: the whole process tree (this process plus Grain's workers, sampled every 50 ms; RSS counts
 shared libraries once per process, PSS splits them);
-``dataset_bytes``: the archive's pixels as float32; ``step_wait_ms``: the mean time a train step of
-``--step-ms`` (sleeping, so the CPU stays free, as with a GPU step) waits for its next batch.
+``dataset_bytes``: the archive's pixels as float32; ``gdal_cachemax``: the environment's GDAL block cache size
+(set it below the archive's size to measure a small archive as a large one); ``step_wait_ms``: the mean time a
+train step of ``--step-ms`` (sleeping, so the CPU stays free, as with a GPU step) waits for its next batch.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def measure(config: dict[str, Any], batches: int, step_ms: float) -> dict[str, A
             "grid_train_windows": int(len(datasets.windows["train"])), "step_ms": step_ms,
             "step_wait_ms_mean": 1000 * float(np.mean(waits)) if waits else None,
             "step_wait_ms_max": 1000 * float(np.max(waits)) if waits else None,
-            "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]], "cpu_count": os.cpu_count()}
+            "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]], "cpu_count": os.cpu_count(),
+            "gdal_cachemax": os.environ.get("GDAL_CACHEMAX")}
 
 
 # ---------------------------------------------------------------------- small in-memory/file sources
