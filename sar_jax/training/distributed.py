@@ -150,6 +150,16 @@ def sync(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def agreed_signal(received: list[int]) -> int:
+    """The signal every process stops for: this process's first one (0: none) with one process, the
+    largest over all processes with several (a collective: every process calls it at the same step),
+    so that a signal heard by any process stops all of them at one step."""
+    mine = received[0] if received else 0
+    if jax.process_count() == 1:
+        return mine
+    return int(np.max(multihost_utils.process_allgather(np.int32(mine))))
+
+
 def local_copy(tree: Any) -> Any:
     """Numpy copy of a REPLICATED pytree from this process's first device (no collective)."""
     return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)

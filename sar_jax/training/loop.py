@@ -137,32 +137,36 @@ def _timed(batches: Iterator[np.ndarray], done: EpochProgress) -> Iterator[np.nd
 
 def train_epoch(steps: dict[str, Any], state: TrainState, loader: PatchLoader, batches: Iterator[np.ndarray],
                 mesh: Mesh, epoch: int, run_dir: Path, progress: bool, done: EpochProgress,
-                signals: list[int]) -> tuple[TrainState, EpochProgress]:
+                signals: list[int]) -> tuple[TrainState, EpochProgress, int]:
     """The rest of one pass over the training split (``batches``: the epoch's data iterator, from batch
-    ``done.batches`` on); returns at the end of the epoch, or early (with ``signals`` non-empty) after
-    the step in flight."""
+    ``done.batches`` on); returns at the end of the epoch, or early after a signal (``signals``), with
+    the signal number (0: none). One process stops after the step in flight; several agree at the next
+    host sync (every ``_PROGRESS_EVERY`` steps and the epoch's last) and stop together there."""
     t0 = time.perf_counter() - done.seconds
     pending: list[dict[str, Any]] = []
     first_step = distributed.scalar(state.step)
     bar = tqdm(_timed(batches, done), total=len(loader), initial=done.batches,
                desc=f"epoch {epoch}", leave=False, disable=not (progress and distributed.is_main_process()),
                dynamic_ncols=True)
+    single = jax.process_count() == 1
+    stop = 0
     for batch in bar:
         state, metrics = steps["train_step"](state, distributed.shard_batch(batch, mesh))
         pending.append(metrics)
         last = done.batches + len(pending) == len(loader)
-        if len(pending) == _PROGRESS_EVERY or last or signals:
+        if len(pending) == _PROGRESS_EVERY or last or (single and signals):
             _check_finite([m["finite"] for m in pending], first_step, epoch, run_dir)
             first_step += len(pending)
             done.add(pending)
             pending = []
             m = done.means()
             bar.set_postfix(loss=f"{m['loss']:.4f}", psnr=f"{m['psnr']:.2f}", ssim=f"{m['ssim']:.3f}")
-        if signals:
+            stop = distributed.agreed_signal(signals)
+        if stop:
             break
     bar.close()
     done.seconds = time.perf_counter() - t0
-    return state, done
+    return state, done, stop
 
 
 def _metadata(config: dict[str, Any], params: dict[str, Any], state: TrainState, val_loss: float | None,
@@ -242,13 +246,13 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                 if progress.batches:  # resuming mid-epoch: the data iterator continues where it stopped
                     checkpointing.restore_data_iterator(manager, distributed.scalar(state.step), batches)
                 try:
-                    state, progress = train_epoch(steps, state, loaders["train"], batches, mesh, epoch, run_dir,
-                                                  log_cfg["progress"], progress, signals)
+                    state, progress, stop = train_epoch(steps, state, loaders["train"], batches, mesh, epoch,
+                                                        run_dir, log_cfg["progress"], progress, signals)
                     if progress.batches < len(loaders["train"]):  # interrupted mid-epoch
                         checkpointing.save(manager, distributed.scalar(state.step), state,
                                            _metadata(config, preprocessing, state, None, progress), None,
                                            data_iterator=batches)
-                        raise Interrupted(signals[0], run_dir, epoch, distributed.scalar(state.step))
+                        raise Interrupted(stop, run_dir, epoch, distributed.scalar(state.step))
                 finally:
                     batches.close()
                 t_val = time.perf_counter()
@@ -276,8 +280,9 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                     tqdm.write(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  val loss "
                                f"{val_m['loss']:.4f}  val psnr {val_m['psnr']:.2f} dB  val ssim {val_m['ssim']:.4f}"
                                f"  lr {lr:.2e}  {record['epoch_seconds']:.1f}s{'  *' if improved else ''}")
-                if signals:  # arrived during validation: the epoch's checkpoint is already written
-                    raise Interrupted(signals[0], run_dir, epoch, distributed.scalar(state.step))
+                stop = distributed.agreed_signal(signals)
+                if stop:  # arrived in the epoch's last steps or its validation: its checkpoint is written
+                    raise Interrupted(stop, run_dir, epoch, distributed.scalar(state.step))
                 stopped_early = (distributed.scalar(state.epochs_without_improvement)
                                  >= train_cfg["early_stopping_patience"])
     finally:

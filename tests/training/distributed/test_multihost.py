@@ -98,3 +98,22 @@ def test_a_run_of_two_processes_killed_mid_training_resumes_exactly_on_one_and_o
     train_cli(["--resume", str(two_devices), "--set", "train.epochs=3"], devices=2)
     assert_same_epochs(run, straight_run)
     assert_same_epochs(two_devices, straight_run)
+
+
+def test_sigint_to_one_process_stops_every_process_at_one_step_and_resumes_exactly(straight_run, tmp_path):
+    run = tmp_path / "run"
+    procs = start_processes([*TINY, "--out", str(run), "--set", "train.epochs=100"], 2, 1)
+    deadline = time.monotonic() + 600
+    while not any(p.name.isdigit() for p in (run / "checkpoints").glob("*")):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.2)
+    os.kill(procs[1].pid, signal.SIGINT)  # only one process hears it (a worst case: srun signals them all)
+    results = finish(procs, timeout=180)
+    assert [code for code, _ in results] == [130, 130], results
+    assert "SIGINT: stopped at epoch" in results[0][1] and "--resume" in results[0][1]
+    assert "Traceback" not in results[0][1] + results[1][1]
+    stopped = load_run(run, "latest")  # the checkpoint both wrote at the agreed step loads
+    assert stopped.epoch <= 3
+    resumed = start_processes([*TINY, "--resume", str(run), "--set", "train.epochs=3"], 2, 1)
+    assert [code for code, _ in finish(resumed)] == [0, 0]
+    assert_same_epochs(run, straight_run)
