@@ -1,11 +1,11 @@
-# sar-jax: make install | make lint | make test | make test-slow | make train | make parity | make bench
+# sar-jax: make install | make lint | make test | make train | make parity | make bench
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install lint test test-slow train parity bench clean
+.PHONY: install lint test train parity bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -m "not slow" tests
-
-test-slow: $(VENV)/.installed
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q tests
 
 train: $(VENV)/.installed
 	$(PY) -m sar_jax.train --config quickstart
