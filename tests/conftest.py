@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from sar_jax.core.paths import SHARED_SAR_DIR
+
+# One XLA compilation cache for the whole session, set before JAX is imported so that this process
+# and every subprocess it starts (the CLIs, trainers and multi-process runs, which inherit the
+# environment) compile the tiny models once instead of once per process: it halves the slow tests'
+# time. A cache the caller chose is kept.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="sar-jax-test-xla-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 #: Flags of a tiny training run (``configs/tiny.json``: base 4, latent 4, 32x32 patches, batch 4,
 #: 2 epochs): seconds on 2 CPU cores.
