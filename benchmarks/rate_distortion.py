@@ -141,15 +141,16 @@ def study(dataset: str, run_dirs: dict[float, dict[int, Path]]) -> dict[str, Any
     from sar_jax.inference.codec import Int8LatentCodec, eval_regions
     from sar_jax.inference.run import load_run
 
-    first = load_run(next(iter(next(iter(run_dirs.values())).values())))
+    runs = {w: {c: load_run(d) for c, d in sorted(by_width.items())} for w, by_width in run_dirs.items()}
+    first = next(iter(next(iter(runs.values())).values()))
     images, params = eval_regions(first), first.preprocessing_params
     points = [rd_point(ANCHOR, bpp, lambda x, b=bpp: jpeg2000(x, b), images, params) for bpp in JPEG2000_BPP]
     points += [rd_point("JPEG", q, lambda x, q=q: jpeg(x, q), images, params) for q in JPEG_QUALITY]
     points += [rd_point("block mean + bicubic", f, lambda x, f=f: block_mean_codec(x, f), images, params)
                for f in BLOCK_FACTORS]
-    for w, by_width in run_dirs.items():
-        for c, run_dir in sorted(by_width.items()):
-            points.append(rd_point(autoencoder_label(w), c, Int8LatentCodec(load_run(run_dir)), images, params))
+    for w, by_width in runs.items():
+        for c, run in by_width.items():
+            points.append(rd_point(autoencoder_label(w), c, Int8LatentCodec(run), images, params))
     return {"dataset": dataset, "images": [i.name for i in images], "pixels": sum(i.x.size for i in images),
             "preprocessing_params": params, "points": points, "bd_rate_vs_jpeg2000": bd_rates(points)}
 

@@ -67,9 +67,9 @@ class PatchLoader:
 
     ``windows(epoch)`` gives the windows of an epoch (a fixed grid, or that epoch's random draw);
     ``shuffle`` permutes them with a seed of ``(seed, epoch)``; ``shuffle_block`` orders them block by block
-    instead (:func:`sar_jax.data.sampling.block_shuffled`, also for random windows); ``drop_last`` (training)
-    drops a short
-    last batch, otherwise it is padded to full size (:meth:`valid_counts` says how many rows are real).
+    instead (:func:`sar_jax.data.sampling.block_shuffled`, also for random windows); ``drop_last``
+    (training) drops a short last batch, otherwise it is padded to full size (:meth:`valid_counts` says
+    how many rows are real).
     ``shard=(index, count)``: each process reads only its own rows of every global batch.
     """
 

@@ -14,9 +14,7 @@ import numpy as np
 
 from sar_jax.inference.latent import dequantize, payload_bytes, quantize
 from sar_jax.inference.run import LoadedRun, decode_fn, encode_fn
-
-#: Regions are cropped to multiples of the model's total stride.
-STRIDE = 16
+from sar_jax.nn.models import SARAutoencoder
 
 
 @dataclass
@@ -31,8 +29,8 @@ class EvalRegion:
 
 
 def eval_regions(run: LoadedRun) -> list[EvalRegion]:
-    """The test split's regions of a run's data, cropped to multiples of 16, normalised with the run's
-    preprocessing; on synthetic data with the speckle-free reflectivity."""
+    """The test split's regions of a run's data, cropped to multiples of the model's downsampling (16),
+    normalised with the run's preprocessing; on synthetic data with the speckle-free reflectivity."""
     from sar_jax.data.pipeline import build_datasets
     from sar_jax.data.preprocess import normalize
     from sar_jax.data.synthetic import synthetic_scenes_with_reflectivity
@@ -46,7 +44,8 @@ def eval_regions(run: LoadedRun) -> list[EvalRegion]:
             data_cfg["num_scenes"], data_cfg["scene_size"], data_cfg["looks"], config["train"]["seed"])]
     regions = []
     for k, r in enumerate(datasets.regions["test"]):
-        h, w = (r.r1 - r.r0) // STRIDE * STRIDE, (r.c1 - r.c0) // STRIDE * STRIDE
+        step = SARAutoencoder.DOWNSAMPLING
+        h, w = (r.r1 - r.r0) // step * step, (r.c1 - r.c0) // step * step
         values, valid = datasets.scenes[r.scene].read((r.r0, r.c0, h, w))
         clean = None
         if truth is not None:
@@ -64,16 +63,18 @@ class Int8LatentCodec:
         self.run = run
         self.encode, self.decode = encode_fn(run.model), decode_fn(run.model)
 
+    def quantized(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(H, W)`` in [0, 1] -> its int8 latent ``(stored, scales, offsets)`` (:func:`quantize`)."""
+        return quantize(np.asarray(self.encode(self.run.variables, image[None, :, :, None]))[0], "int8")
+
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, int]:
         """``(H, W)`` in [0, 1] -> (decoded ``(H, W)``, bytes)."""
-        z = np.asarray(self.encode(self.run.variables, image[None, :, :, None]))[0]
-        stored, scales, offsets = quantize(z, "int8")
+        stored, scales, offsets = self.quantized(image)
         x_hat = np.asarray(self.decode(self.run.variables, dequantize(stored, scales, offsets)[None]))[0, ..., 0]
         return x_hat, payload_bytes(stored)
 
 
-def int8_latent_bpp(run: LoadedRun, regions: list[EvalRegion] | None = None) -> float:
-    """Bits per input pixel of the int8 latents of the test regions, each coded whole."""
-    regions = eval_regions(run) if regions is None else regions
-    codec = Int8LatentCodec(run)
-    return 8.0 * sum(codec(r.x)[1] for r in regions) / sum(r.x.size for r in regions)
+def int8_latent_bpp(run: LoadedRun) -> float:
+    """Bits per input pixel of the int8 latents of the test regions, each coded whole (encoded only)."""
+    regions, codec = eval_regions(run), Int8LatentCodec(run)
+    return 8.0 * sum(payload_bytes(codec.quantized(r.x)[0]) for r in regions) / sum(r.x.size for r in regions)

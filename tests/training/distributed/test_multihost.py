@@ -77,14 +77,20 @@ def test_a_lost_process_ends_every_other_one_within_seconds():
     assert waited < 60, waited  # hang guard; measured about 1 s
 
 
-def test_a_run_of_two_processes_killed_mid_training_resumes_exactly_on_one_and_on_two_devices(
-        straight_run, tmp_path):
-    run = tmp_path / "run"
+def _two_processes_past_their_first_checkpoint(run) -> list:
+    """A long tiny run of two processes into ``run``, returned once its first checkpoint exists."""
     procs = start_processes([*TINY, "--out", str(run), "--set", "train.epochs=100"], 2, 1)
     deadline = time.monotonic() + 600
     while not any(p.name.isdigit() for p in (run / "checkpoints").glob("*")):
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
         time.sleep(0.2)
+    return procs
+
+
+def test_a_run_of_two_processes_killed_mid_training_resumes_exactly_on_one_and_on_two_devices(
+        straight_run, tmp_path):
+    run = tmp_path / "run"
+    procs = _two_processes_past_their_first_checkpoint(run)
     os.kill(procs[1].pid, signal.SIGKILL)
     [(code, err)] = finish([procs[0]], timeout=120)
     assert code == 2
@@ -102,11 +108,7 @@ def test_a_run_of_two_processes_killed_mid_training_resumes_exactly_on_one_and_o
 
 def test_sigint_to_one_process_stops_every_process_at_one_step_and_resumes_exactly(straight_run, tmp_path):
     run = tmp_path / "run"
-    procs = start_processes([*TINY, "--out", str(run), "--set", "train.epochs=100"], 2, 1)
-    deadline = time.monotonic() + 600
-    while not any(p.name.isdigit() for p in (run / "checkpoints").glob("*")):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
-        time.sleep(0.2)
+    procs = _two_processes_past_their_first_checkpoint(run)
     os.kill(procs[1].pid, signal.SIGINT)  # only one process hears it (a worst case: srun signals them all)
     results = finish(procs, timeout=180)
     assert [code for code, _ in results] == [130, 130], results
