@@ -28,6 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from sar_jax.core.cli import run_main
+from sar_jax.core.errors import SarJaxError
+
 ARCHIVE_SCENE = 16_384  # pixels per side of one archive scene (1 GiB of float32)
 TILE = 512
 WAIT_STEPS = 30  # simulated train steps for the wait measurement
@@ -265,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_archive(args.make_archive, args.gb)
         return 0
     if not args.data:
-        raise SystemExit("error: --data PATH (or --make-archive DIR) is required")
+        raise SarJaxError("--data PATH (or --make-archive DIR) is required")
     config = bench_config(args.data, args.workers, args.batch, args.size, args.sampling, args.batches,
                           args.shuffle_block)
     result = measure(copy.deepcopy(config), args.batches, args.step_ms)
@@ -278,4 +281,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))
