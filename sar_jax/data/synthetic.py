@@ -2,12 +2,18 @@
 
 A reflectivity map of field-like regions (warped Voronoi cells, half of them with smooth
 texture, the rest flat), bright point scatterers and lines (roads dark, ridges bright),
-times multiplicative Gamma speckle of ``looks`` looks with unit mean, on intensity.
+times multiplicative speckle of ``looks`` looks with unit mean, on intensity: Gamma(L, 1/L) draws
+(uncorrelated, ENL = L), or with ``psf_oversampling`` q > 1 the intensity of L averaged looks of
+complex circular Gaussian scattering seen through a separable sinc PSF oversampled q times, as in
+an oversampled SLC (neighbouring pixels correlated, each pixel still Gamma(L, 1/L)).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import fftconvolve
+
+from sar_jax.core.errors import SarJaxError
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
@@ -57,24 +63,76 @@ def synthetic_reflectivity(rng: np.random.Generator, size: int) -> np.ndarray:
     return refl.astype(np.float32)
 
 
-def synthetic_scene(seed: int | tuple[int, ...], size: int, looks: float) -> tuple[np.ndarray, np.ndarray]:
+def psf_kernel(oversampling: float) -> np.ndarray:
+    """The 1-D PSF of a scene sampled ``oversampling`` (q >= 1) times its resolution: ``sinc(n / q)``
+    times a Hamming taper over ``|n| <= 4q`` (low sidelobes), with unit energy (sum of squares 1) so
+    that filtering unit-variance white scattering keeps unit variance. q = 1 is ``[1.0]`` (no blur)."""
+    if not oversampling >= 1:
+        raise SarJaxError(f"psf_oversampling = {oversampling} is invalid; expected a number >= 1")
+    half = int(np.ceil(4 * oversampling)) if oversampling > 1 else 0
+    n = np.arange(-half, half + 1, dtype=np.float64)
+    h = np.sinc(n / oversampling) * (0.54 + 0.46 * np.cos(np.pi * n / (half + 1)))
+    return h / np.sqrt(np.sum(h * h))
+
+
+def speckle(rng: np.random.Generator, shape: tuple[int, int], looks: float,
+            psf_oversampling: float = 1.0) -> np.ndarray:
+    """Unit-mean multiplicative intensity speckle of ``looks`` looks, (H, W) float64.
+
+    ``psf_oversampling`` 1: independent Gamma(looks, 1/looks) draws (any looks > 0). q > 1: each of the
+    ``looks`` (an integer) looks is white complex circular Gaussian scattering of unit power filtered by
+    the separable :func:`psf_kernel` (exact, without border effects), and the looks' intensities
+    are averaged: every pixel is still Gamma(looks, 1/looks), neighbours are correlated.
+    """
+    if not looks > 0:
+        raise SarJaxError(f"looks = {looks} is invalid; expected a number > 0")
+    h = psf_kernel(psf_oversampling)
+    if h.size == 1:
+        return rng.gamma(shape=looks, scale=1.0 / looks, size=shape)
+    if looks != int(looks):
+        raise SarJaxError(f"looks = {looks} is invalid with psf_oversampling = {psf_oversampling}; correlated "
+                          "speckle averages independent looks, so looks must be an integer")
+    psf = np.outer(h, h)
+    pad = h.size - 1
+    out = np.zeros(shape)
+    for _ in range(int(looks)):
+        white = rng.standard_normal((2, shape[0] + pad, shape[1] + pad)) / np.sqrt(2.0)
+        field = fftconvolve(white[0] + 1j * white[1], psf, mode="valid")
+        out += field.real ** 2 + field.imag ** 2
+    return out / int(looks)
+
+
+def synthetic_scene(seed: int | tuple[int, ...], size: int, looks: float,
+                    psf_oversampling: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """One speckled scene: returns ``(intensity, reflectivity)``, both (size, size) float32.
 
-    Speckle is Gamma(looks, 1/looks) on intensity (unit mean, ENL = looks).
+    Speckle is :func:`speckle` on intensity (unit mean, ENL = looks); ``psf_oversampling`` > 1 correlates it.
     """
     rng = np.random.default_rng(seed)
     refl = synthetic_reflectivity(rng, size)
-    speckle = rng.gamma(shape=looks, scale=1.0 / looks, size=refl.shape)
-    return (refl * speckle).astype(np.float32), refl
+    return (refl * speckle(rng, refl.shape, looks, psf_oversampling)).astype(np.float32), refl
 
 
-def synthetic_scenes_with_reflectivity(num_scenes: int, size: int, looks: float,
-                                       seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def synthetic_scene_pair(seed: int | tuple[int, ...], size: int, looks: float,
+                         psf_oversampling: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two independent speckle realisations of one reflectivity, for Noise2Noise-style training:
+    ``(look_a, look_b, reflectivity)``, (size, size) float32; ``look_a`` is :func:`synthetic_scene`'s
+    intensity for the same arguments."""
+    rng = np.random.default_rng(seed)
+    refl = synthetic_reflectivity(rng, size)
+    look_a, look_b = (refl * speckle(rng, refl.shape, looks, psf_oversampling) for _ in range(2))
+    return look_a.astype(np.float32), look_b.astype(np.float32), refl
+
+
+def synthetic_scenes_with_reflectivity(num_scenes: int, size: int, looks: float, seed: int,
+                                       psf_oversampling: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``num_scenes`` ``(speckled intensity, speckle-free reflectivity)`` pairs, scene ``i`` seeded by
     ``(seed, i)``: the reflectivity is the ground truth a despeckling or radiometry check compares with."""
-    return [synthetic_scene((seed, i), size, looks) for i in range(num_scenes)]
+    return [synthetic_scene((seed, i), size, looks, psf_oversampling) for i in range(num_scenes)]
 
 
-def synthetic_scenes(num_scenes: int, size: int, looks: float, seed: int) -> list[np.ndarray]:
+def synthetic_scenes(num_scenes: int, size: int, looks: float, seed: int,
+                     psf_oversampling: float = 1.0) -> list[np.ndarray]:
     """The speckled intensity scenes of :func:`synthetic_scenes_with_reflectivity`."""
-    return [intensity for intensity, _ in synthetic_scenes_with_reflectivity(num_scenes, size, looks, seed)]
+    return [intensity for intensity, _ in
+            synthetic_scenes_with_reflectivity(num_scenes, size, looks, seed, psf_oversampling)]
