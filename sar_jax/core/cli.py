@@ -1,4 +1,5 @@
-"""Command-line plumbing shared by every entry point: common flags and error handling."""
+"""Command-line plumbing shared by every entry point: common flags, ``--version``, examples in ``--help``
+and error handling."""
 
 from __future__ import annotations
 
@@ -10,7 +11,22 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from sar_jax import __version__
 from sar_jax.core.errors import SarJaxError
+
+#: What ``--units`` / ``data.units`` accepts.
+UNITS = ("auto", "intensity", "amplitude", "db", "log8")
+
+
+def add_version_arg(parser: argparse.ArgumentParser) -> None:
+    """``--version``: print ``PROG (sar-jax VERSION)`` and exit 0."""
+    parser.add_argument("--version", action="version", version=f"%(prog)s (sar-jax {__version__})")
+
+
+def add_examples(parser: argparse.ArgumentParser, *examples: str) -> None:
+    """Show ``examples`` (command lines, one a line) under ``--help``, as written."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "example:\n" + "\n".join(f"  {line}" for line in examples)
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
@@ -88,11 +104,24 @@ def process_share(num_processes: int | None, process_id: int | None) -> tuple[in
     return i, n
 
 
+def add_units_arg(parser: argparse.ArgumentParser, what: str, complex_to: str = "the checkpoint's units") -> None:
+    """``--units``: what the values of ``what`` (e.g. ``--data``) are, as ``data.units``; ``complex_to``: what
+    ``auto`` makes of complex data."""
+    parser.add_argument("--units", default="auto", choices=UNITS,
+                        help=f"what {what} values are (default auto: uint8 -> log8, uint16 -> amplitude, "
+                             f"complex -> {complex_to}, float from the file's metadata)")
+
+
+def add_band_strict_args(parser: argparse.ArgumentParser) -> None:
+    """``--band`` and ``--strict``, as ``data.band`` and ``data.strict``."""
+    parser.add_argument("--band", type=int, default=None, help="band of a multi-band raster")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse NaN/Inf pixels and RGB images instead of treating them as no-data / grayscale")
+
+
 def add_input_units_args(parser: argparse.ArgumentParser, what: str) -> None:
     """``--units`` and ``--allow-clipping``, shared by the commands that read SAR inputs (``what``: the
     inputs, e.g. ``--data``)."""
-    parser.add_argument("--units", default="auto", choices=("auto", "intensity", "amplitude", "db", "log8"),
-                        help=f"what {what} values are (default auto: uint8 -> log8, uint16 -> amplitude, "
-                             "complex -> the checkpoint's units, float from the file's metadata)")
+    add_units_arg(parser, what)
     parser.add_argument("--allow-clipping", action="store_true",
                         help=f"accept {what} with > 5%% of their valid pixels outside the checkpoint's clip range")

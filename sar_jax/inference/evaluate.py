@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from sar_jax.core.cli import add_input_units_args, flag_names
+from sar_jax.core.cli import add_examples, add_input_units_args, add_version_arg, flag_names
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
@@ -353,6 +353,8 @@ def setup_args() -> argparse.ArgumentParser:
                         help="add boxcar and Lee filter rows (windows 5 and 7) to the despeckling comparison")
     parser.add_argument("--panels", type=int, default=4, help="images shown in panels.png (default 4)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's train.batch_size")
+    add_version_arg(parser)
+    add_examples(parser, "python -m sar_jax.evaluate --checkpoint runs/quickstart-20260101-120000 --data scenes/")
     return parser
 
 

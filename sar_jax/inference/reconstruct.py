@@ -41,7 +41,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sar_jax.core.cli import add_input_units_args, flag_names, process_share, rename_params
+from sar_jax.core.cli import (
+    add_examples,
+    add_input_units_args,
+    add_version_arg,
+    flag_names,
+    process_share,
+    rename_params,
+)
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
 from sar_jax.data.readers import SUPPORTED_EXTENSIONS, list_sar_files
@@ -323,6 +330,9 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--process-id", type=int, default=None,
                         help="this process's share, 0..N-1 (default: SLURM_ARRAY_TASK_ID, else 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_version_arg(parser)
+    add_examples(parser, "python -m sar_jax.reconstruct --checkpoint runs/quickstart-20260101-120000 "
+                         "--input scene.tif --output scene_rec.tif --save-latent scene.latent.tif")
     return parser
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sar_jax.core.cli import flag_names
+from sar_jax.core.cli import add_examples, add_version_arg, flag_names
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import write_text_atomic
 from sar_jax.parity.convert import flax_to_torch, num_batches_tracked, torch_to_flax
@@ -207,6 +207,8 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--which", choices=("best", "latest"), default="best",
                         help="--to-torch: which checkpoint of the run (default best)")
     parser.add_argument("--overwrite", action="store_true", help="--from-torch: replace a run already in --out")
+    add_version_arg(parser)
+    add_examples(parser, "python -m sar_jax.convert --from-torch runs/x/checkpoints/best.pt --out runs/x-jax")
     return parser
 
 

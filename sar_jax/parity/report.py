@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sar_jax.core.cli import add_examples, add_version_arg
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import write_json_atomic, write_text_atomic
 from sar_jax.core.paths import SHARED_SAR_DIR
@@ -130,6 +131,8 @@ def setup_args() -> argparse.ArgumentParser:
                              "skipped if absent)")
     parser.add_argument("--skip-training", action="store_true",
                         help="skip checks 7 and 8 (tiny training runs through the CLIs)")
+    add_version_arg(parser)
+    add_examples(parser, "python -m sar_jax.parity --out parity_out")
     return parser
 
 

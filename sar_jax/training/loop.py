@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from sar_jax.core import tb
-from sar_jax.core.cli import add_train_args, flag_names
+from sar_jax.core.cli import add_examples, add_train_args, add_version_arg, flag_names
 from sar_jax.core.config import load_config, resume_config, validate
 from sar_jax.core.early_stopping import EarlyStopping
 from sar_jax.core.errors import SarJaxError
@@ -314,6 +314,8 @@ def setup_args() -> argparse.ArgumentParser:
     multi.add_argument("--process-id", type=int, default=0, help="this process's index, 0..P-1")
     multi.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                        help="how long the processes wait for each other to start (default 60)")
+    add_version_arg(parser)
+    add_examples(parser, "python -m sar_jax.train --config quickstart --data scenes/ --set data.units=intensity")
     return parser
 
 

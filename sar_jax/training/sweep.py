@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sar_jax.core.cli import process_share
+from sar_jax.core.cli import add_examples, add_version_arg, process_share
 from sar_jax.core.config import load_config, parse_override
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import write_json_atomic, write_text_atomic
@@ -160,6 +160,8 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<config>)")
     parser.add_argument("--num-processes", type=int, default=None, help="split the runs over N processes")
     parser.add_argument("--process-id", type=int, default=None, help="this process's index, 0..N-1")
+    add_version_arg(parser)
+    add_examples(parser, "python -m sar_jax.sweep --config quickstart --grid model.latent_channels=4,8,16")
     return parser
 
 
