@@ -3,6 +3,7 @@
     python -m benchmarks.data_pipeline --make-archive /work/archive --gb 8
     python -m benchmarks.data_pipeline --data /work/archive [--workers N] [--batch 8] [--size 256]
         [--sampling grid|random] [--shuffle-block PX] [--batches K] [--step-ms 670] [--out FILE.json]
+        [--units auto|intensity|amplitude|db|log8] [--band N] [--strict]
 
 ``startup_seconds``: from opening the archive to the first batch (index, preprocessing fit, worker start);
 ``patches_per_second``: batches 2..K of one training epoch as fast as they come; ``peak_rss_mb`` /
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sar_jax.core.cli import run_main
+from sar_jax.core.cli import add_band_strict_args, add_units_arg, run_main
 from sar_jax.core.errors import SarJaxError
 
 ARCHIVE_SCENE = 16_384  # pixels per side of one archive scene (1 GiB of float32)
@@ -118,14 +119,18 @@ class TreePeakRss:
 
 
 def bench_config(data: str, workers: int, batch: int, size: int, sampling: str, batches: int,
-                 shuffle_block: int | None = None) -> dict[str, Any]:
-    """The baseline config on ``data`` with the benchmark's pipeline settings."""
+                 shuffle_block: int | None = None, units: str = "auto", band: int | None = None,
+                 strict: bool = False) -> dict[str, Any]:
+    """The baseline config on ``data`` with the benchmark's pipeline settings; ``units``, ``band`` and
+    ``strict`` are ``data.units``, ``data.band`` and ``data.strict``."""
     from sar_jax.core.config import load_config
 
+    null = lambda v: "null" if v is None else v
     config, _ = load_config("baseline", [f"data.workers={workers}", f"train.batch_size={batch}",
                                          f"data.patch_size={size}", f"data.sampling={sampling}",
                                          f"data.patches_per_epoch={(batches + 2) * batch}", "data.eval_patches=32",
-                                         f"data.shuffle_block={'null' if shuffle_block is None else shuffle_block}"],
+                                         f"data.shuffle_block={null(shuffle_block)}", f"data.units={units}",
+                                         f"data.band={null(band)}", f"data.strict={str(strict).lower()}"],
                             data_path=data)
     return config
 
@@ -164,7 +169,8 @@ def measure(config: dict[str, Any], batches: int, step_ms: float) -> dict[str, A
     return {"startup_seconds": startup, "patches_per_second": n / seconds, "peak_rss_mb": peak_rss,
             "peak_pss_mb": peak_pss,
             "dataset_bytes": int(sum(4 * s.height * s.width for s in datasets.scenes)),
-            "scenes": len(datasets.scenes), "workers": data_cfg["workers"], "sampling": data_cfg["sampling"],
+            "scenes": len(datasets.scenes), "units": data_cfg["units"], "workers": data_cfg["workers"],
+            "sampling": data_cfg["sampling"],
             "shuffle_block": data_cfg["shuffle_block"],
             "batch": config["train"]["batch_size"], "size": data_cfg["patch_size"], "batches": batches,
             "grid_train_windows": int(len(datasets.windows["train"])), "step_ms": step_ms,
@@ -246,6 +252,8 @@ def setup_args() -> argparse.ArgumentParser:
     """Command-line flags."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.data_pipeline", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="a raster file or a folder of them")
+    add_units_arg(p, "--data", complex_to="intensity")
+    add_band_strict_args(p)
     p.add_argument("--workers", type=int, default=0, help="Grain worker processes (0: in-process)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256, help="patch size (px)")
@@ -270,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.data:
         raise SarJaxError("--data PATH (or --make-archive DIR) is required")
     config = bench_config(args.data, args.workers, args.batch, args.size, args.sampling, args.batches,
-                          args.shuffle_block)
+                          args.shuffle_block, args.units, args.band, args.strict)
     result = measure(copy.deepcopy(config), args.batches, args.step_ms)
     print(json.dumps(result, indent=1))
     if args.out:
