@@ -102,16 +102,24 @@ def _devices(v: Any) -> str | None:
 # section -> key -> (default, check). Defaults are the original design (baseline).
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "model": {
+        "kind": ("baseline", _choice("baseline", "factorized", "hyperprior", "unet")),
         "in_channels": (1, _int(1)),
         "base_channels": (64, _int(1)),
         "latent_channels": (16, _int(1)),
         "kernel_size": (5, _choice(5)),
         "negative_slope": (0.2, _float(0.0)),
+        "N": (128, _int(1)),  # factorized / hyperprior: transform width (CompressAI's N)
+        "M": (192, _int(1)),  # factorized / hyperprior: latent channels (CompressAI's M)
+        "unet_features": (48, _int(1)),  # unet: width of the first level
+        "unet_depth": (4, _int(1, 6)),  # unet: number of 2x poolings
     },
     "loss": {
+        "kind": ("combined", _choice("combined", "rate_distortion", "log_gamma")),
         "mse_weight": (0.5, _float(0.0)),
         "ssim_weight": (0.5, _float(0.0)),
         "ssim_window": (11, _choice(3, 5, 7, 9, 11, 13, 15)),
+        "lmbda": (100.0, _float(0.0, lo_open=True)),  # rate_distortion: lmbda * D + bits per pixel
+        "distortion": ("mse", _choice("mse", "ms_ssim")),  # rate_distortion: D = MSE or 1 - MS-SSIM
     },
     "train": {
         "epochs": (100, _int(1)),
@@ -124,6 +132,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "seed": (0, _int(0)),
         "dtype": ("float32", _choice("float32", "bfloat16")),
         "devices": ("auto", _devices),
+        "aux_lr": (1e-3, _float(0.0, lo_open=True)),  # factorized / hyperprior: the density's quantiles
+        "target": ("input", _choice("input", "clean", "other_look")),
     },
     "data": {
         "source": ("synthetic", _choice("synthetic", "files")),
@@ -133,6 +143,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "num_scenes": (24, _int(3)),
         "scene_size": (1024, _multiple_of_16),
         "looks": (4.0, _float(0.0, lo_open=True)),
+        "psf_oversampling": (1.0, _float(1.0)),  # synthetic: > 1 correlates the speckle (an oversampled PSF)
+        "target_path": (None, _nullable(_string)),  # files: co-registered targets (train.target), same names
         "val_fraction": (0.15, _float(0.0, lo_open=True, hi=0.5, hi_open=True)),
         "test_fraction": (0.15, _float(0.0, lo_open=True, hi=0.5, hi_open=True)),
         "percentiles": ([1.0, 99.0], _percentiles),
@@ -224,6 +236,18 @@ def validate(config: dict[str, dict[str, Any]], origin: str = "config",
         raise SarJaxError(f"{origin}: data.scene_size = {data['scene_size']} is invalid; expected >= "
                           f"data.patch_size ({data['patch_size']})")
     train = config["train"]
+    if train["target"] == "clean" and data["source"] == "files" and not data["target_path"]:
+        raise SarJaxError(f"{origin}: train.target \"clean\" on files needs data.target_path (a folder of "
+                          "speckle-free references with the input files' names)")
+    if train["target"] == "other_look" and data["source"] == "files" and not data["target_path"]:
+        raise SarJaxError(f"{origin}: train.target \"other_look\" on files needs data.target_path (a folder of "
+                          "co-registered second looks with the input files' names)")
+    if config["loss"]["kind"] == "rate_distortion" and config["model"]["kind"] not in ("factorized", "hyperprior"):
+        raise SarJaxError(f"{origin}: loss.kind \"rate_distortion\" needs a model with an entropy model "
+                          f"(model.kind factorized or hyperprior), not {json.dumps(config['model']['kind'])}")
+    if config["model"]["kind"] in ("factorized", "hyperprior") and config["loss"]["kind"] != "rate_distortion":
+        raise SarJaxError(f"{origin}: model.kind {json.dumps(config['model']['kind'])} is trained with "
+                          "loss.kind \"rate_distortion\"")
     if train["early_stopping_patience"] <= train["lr_patience"]:
         warnings.warn(f"{origin}: train.early_stopping_patience ({train['early_stopping_patience']})"
                       f" <= train.lr_patience ({train['lr_patience']}): training stops before the"

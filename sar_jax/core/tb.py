@@ -14,8 +14,9 @@ import numpy as np
 from sar_jax.core.visualize import comparison_grid
 
 SCALAR_TAGS = {"train_loss": "train/loss", "train_mse": "train/mse", "train_ssim": "train/ssim",
-               "train_psnr": "train/psnr", "val_loss": "val/loss", "val_mse": "val/mse",
-               "val_ssim": "val/ssim", "val_psnr": "val/psnr", "lr": "lr",
+               "train_psnr": "train/psnr", "train_bpp": "train/bpp", "train_aux_loss": "train/aux_loss",
+               "val_loss": "val/loss", "val_mse": "val/mse", "val_ssim": "val/ssim", "val_psnr": "val/psnr",
+               "val_bpp": "val/bpp", "lr": "lr",
                "epoch_seconds": "epoch_seconds", "train_images_per_second": "train_images_per_second"}
 
 

@@ -36,11 +36,15 @@ class ReadPatches:
 
     ``pad_to`` repeats the last window of a short batch (one compiled shape for evaluation); no-data
     pixels (``valid`` false) become 0, the value the zero margins of GRD products normalise to.
+    ``targets`` (``train.target`` clean / other_look): the same window of each scene's target is
+    normalised with the same params into a second channel.
     """
 
     def __init__(self, scenes: Sequence[SceneSource], patch: int, params: dict[str, Any], *,
-                 shard: tuple[int, int] = (0, 1), pad_to: int | None = None) -> None:
+                 shard: tuple[int, int] = (0, 1), pad_to: int | None = None,
+                 targets: Sequence[SceneSource] | None = None) -> None:
         self.scenes = list(scenes)
+        self.sources = [self.scenes] + ([list(targets)] if targets is not None else [])
         self.patch = patch
         self.params = params
         self.shard = shard
@@ -54,11 +58,12 @@ class ReadPatches:
         if count > 1:
             windows = np.array_split(windows, count)[index]
         p = self.patch
-        out = np.empty((len(windows), p, p, 1), np.float32)
+        out = np.empty((len(windows), p, p, len(self.sources)), np.float32)
         for k, (scene, row, col) in enumerate(windows.tolist()):
-            values, valid = self.scenes[scene].read((row, col, p, p))
-            x = normalize(np.where(valid, values, np.float32(1.0)), self.params)
-            out[k, ..., 0] = np.where(valid, x, np.float32(0.0))
+            for c, sources in enumerate(self.sources):
+                values, valid = sources[scene].read((row, col, p, p))
+                x = normalize(np.where(valid, values, np.float32(1.0)), self.params)
+                out[k, ..., c] = np.where(valid, x, np.float32(0.0))
         return out
 
 

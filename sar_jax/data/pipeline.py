@@ -15,7 +15,7 @@ import numpy as np
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.grain_pipeline import PatchLoader, ReadPatches
 from sar_jax.data.patches import SPLITS, Region, split_regions
-from sar_jax.data.preprocess import fit_preprocessing
+from sar_jax.data.preprocess import fit_preprocessing, without_log_bias
 from sar_jax.data.sampling import ValidityIndex, eval_windows, fit_sample, grid_windows, random_windows
 from sar_jax.data.sources import SceneSource, open_sources
 
@@ -31,16 +31,19 @@ class Datasets:
     validity: ValidityIndex
     preprocessing_params: dict[str, Any]
     patch_size: int
+    targets: list[SceneSource] | None = None  # train.target clean / other_look: read beside each window
 
     @property
     def sources(self) -> list[str]:
         """Where each scene came from (file paths, or ``synthetic:SEED:I``)."""
         return [s.path for s in self.scenes]
 
-    def patches(self, split: str, limit: int | None = None) -> np.ndarray:
+    def patches(self, split: str, limit: int | None = None, with_target: bool = False) -> np.ndarray:
         """The first ``limit`` (default all) windows of ``split`` read and normalised, (N, P, P, 1) in [0, 1]
-        (train: grid order). For small sets: samples to show, one gradient batch, a test split to evaluate."""
-        read = ReadPatches(self.scenes, self.patch_size, self.preprocessing_params)
+        (train: grid order); ``with_target``: (N, P, P, 2) with the training target after the input where
+        ``train.target`` has one. For small sets: samples to show, one gradient batch, a test split to evaluate."""
+        read = ReadPatches(self.scenes, self.patch_size, self.preprocessing_params,
+                           targets=self.targets if with_target else None)
         return read(self.windows[split][:limit])
 
 
@@ -50,7 +53,7 @@ def build_datasets(config: dict[str, Any]) -> Datasets:
     data_cfg, seed = config["data"], config["train"]["seed"]
     patch = data_cfg["patch_size"]
     stride = data_cfg["stride"] or patch
-    scenes = open_sources(data_cfg, seed)
+    scenes, targets = open_sources(data_cfg, seed, config["train"]["target"])
     for scene in scenes:
         if scene.height < patch or scene.width < patch:
             raise SarJaxError(f"{scene.path}: image {scene.height}x{scene.width} is smaller than "
@@ -77,7 +80,16 @@ def build_datasets(config: dict[str, Any]) -> Datasets:
     except SarJaxError as exc:  # name the data: a constant file, or a split left with nothing to fit
         where = data_cfg["path"] if data_cfg["source"] == "files" else "synthetic data"
         raise SarJaxError(f"{where}: {exc}") from None
-    return Datasets(scenes, regions, windows, validity, params, patch)
+    if predicts_mean(config):
+        params = without_log_bias(params)
+    return Datasets(scenes, regions, windows, validity, params, patch, targets)
+
+
+def predicts_mean(config: dict[str, Any]) -> bool:
+    """Whether the trained model predicts the log of the local MEAN (so :func:`denormalize` must add no log
+    bias): trained on the speckle-free target, or with the Gamma likelihood, whose minimiser is the log of
+    the mean; the MSE on a speckled target (input, other_look) gives the mean of the logs instead."""
+    return config["train"]["target"] == "clean" or config["loss"]["kind"] == "log_gamma"
 
 
 def train_patches_per_epoch(data_cfg: dict[str, Any], n_grid: int) -> int:
@@ -110,7 +122,7 @@ def make_loaders(datasets: Datasets, config: dict[str, Any],
 
     def read(pad: bool) -> ReadPatches:
         return ReadPatches(datasets.scenes, datasets.patch_size, datasets.preprocessing_params, shard=shard,
-                           pad_to=batch if pad else None)
+                           pad_to=batch if pad else None, targets=datasets.targets)
 
     loaders = {"train": PatchLoader(train_windows, per_epoch, read(False), batch,
                                     shuffle=data_cfg["sampling"] == "grid", drop_last=True,

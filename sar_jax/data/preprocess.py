@@ -138,6 +138,15 @@ def log_bias_db(params: dict[str, Any]) -> float:
     return float(by_units.get(mode, params.get("log_bias_db", 0.0)))
 
 
+def without_log_bias(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` for a model that predicts the log of the mean (trained on the clean target or with the
+    Gamma likelihood): :func:`denormalize` then adds nothing, in every unit."""
+    out = dict(params, log_bias_db=0.0)
+    if "log_bias_db_by_units" in params:
+        out["log_bias_db_by_units"] = dict.fromkeys(params["log_bias_db_by_units"], 0.0)
+    return out
+
+
 def normalize(data: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     """Values in ``params["mode"]`` units -> [0, 1] float32 with the fitted clip range."""
     y = to_log(data, params["mode"], params["floor"])

@@ -19,6 +19,7 @@ import numpy as np
 from sar_jax.core.config import config_from_dict
 from sar_jax.core.errors import SarJaxError
 from sar_jax.nn.models import SARAutoencoder
+from sar_jax.nn.registry import build_model
 from sar_jax.ops.micro_batches import map_micro_batches
 from sar_jax.training import checkpointing
 
@@ -33,7 +34,7 @@ MAX_CLIPPED = 0.05
 class LoadedRun:
     """A checkpoint ready for inference."""
 
-    model: SARAutoencoder
+    model: Any  # the config's model.kind (sar_jax.nn.registry)
     variables: dict[str, Any]  # {"params", "batch_stats"}
     config: dict[str, Any]
     preprocessing_params: dict[str, Any]
@@ -75,7 +76,7 @@ def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
         if key not in meta:
             raise SarJaxError(f"checkpoint {path}: its metadata has no '{key}'")
     config = config_from_dict(meta["config"], f"{path} (checkpoint config)")
-    model = SARAutoencoder.from_config(config["model"])
+    model = build_model(config["model"])
     # shapes only: initialising the real state op by op takes seconds on CPU
     abstract = jax.eval_shape(lambda: create_train_state(model, config))
     state, meta = checkpointing.restore(path, abstract, which)
@@ -89,7 +90,7 @@ def load_run(run_dir: str | Path, which: str = "best") -> LoadedRun:
 
 
 @functools.cache
-def _jitted(model: SARAutoencoder) -> dict[str, Callable]:
+def _jitted(model: Any) -> dict[str, Callable]:
     # eval mode is per sample, so each runs in micro-batches on CPU (sar_jax.ops.micro_batches)
     def encode(variables, x):
         return map_micro_batches(
@@ -104,7 +105,12 @@ def _jitted(model: SARAutoencoder) -> dict[str, Callable]:
     def reconstruct(variables, x):
         return map_micro_batches(lambda b: model.apply(variables, b, train=False), x, x.shape[1] * x.shape[2])
 
-    return {"encode": jax.jit(encode), "decode": jax.jit(decode), "reconstruct": jax.jit(reconstruct)}
+    def image(variables, x):
+        return map_micro_batches(lambda b: jnp.clip(model.apply(variables, b, train=False)[0], 0.0, 1.0), x,
+                                 x.shape[1] * x.shape[2])
+
+    return {"encode": jax.jit(encode), "decode": jax.jit(decode), "reconstruct": jax.jit(reconstruct),
+            "image": jax.jit(image)}
 
 
 def encode_fn(model: SARAutoencoder) -> Callable:
@@ -118,8 +124,14 @@ def decode_fn(model: SARAutoencoder) -> Callable:
 
 
 def reconstruct_fn(model: SARAutoencoder) -> Callable:
-    """``f(variables, x) -> (x_hat, z)`` (jitted)."""
+    """``f(variables, x) -> (x_hat, z)`` of the baseline autoencoder (jitted)."""
     return _jitted(model)["reconstruct"]
+
+
+def image_fn(model: Any) -> Callable:
+    """``f(variables, x) -> x_hat`` clipped to [0, 1], any ``model.kind`` in eval mode (jitted; the codecs
+    round their latents as their bitstreams do)."""
+    return _jitted(model)["image"]
 
 
 def batched(fn: Callable[[np.ndarray], Any], data: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -6,20 +6,13 @@ from sar_jax.parity.fixtures import current_torch_device, model_config, nchw, ti
 from sar_jax.parity.rows import TOL, Row, rel_err, row
 
 
-class _HashableDict(dict):
-    """A dict usable as a static jit argument."""
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(sorted(self.items())))
-
-
 def check_gradients(base: int = 8, latent: int = 4, size: int = 32, batch: int = 2, seed: int = 0) -> list[Row]:
     """Relative error of the combined loss's gradient, per parameter, train mode."""
     import jax
 
     from sar_jax.nn.models import SARAutoencoder
     from sar_jax.parity.convert import flax_to_torch, torch_to_flax
-    from sar_jax.training.state import _loss_weights, loss_and_updates
+    from sar_jax.training.state import Objective, loss_and_updates
     from sar_torch_ref.losses import CombinedLoss
 
     config = tiny_config()
@@ -28,9 +21,9 @@ def check_gradients(base: int = 8, latent: int = 4, size: int = 32, batch: int =
     variables = torch_to_flax(tmodel.state_dict())
     x = tiny_patches(size, seed)[:batch]
     jmodel = SARAutoencoder.from_config(cfg)
-    grad_fn = jax.jit(jax.value_and_grad(loss_and_updates, has_aux=True), static_argnums=(3, 4))
-    (loss_j, _), grads = grad_fn(variables["params"], variables["batch_stats"], x, jmodel,
-                                 _HashableDict(_loss_weights(config)))
+    grad_fn = jax.jit(jax.value_and_grad(loss_and_updates, has_aux=True), static_argnums=(4, 5))
+    (loss_j, _), grads = grad_fn(variables["params"], variables["batch_stats"], x, jax.random.PRNGKey(0), jmodel,
+                                 Objective.from_config(config))
     x_hat, _ = tmodel(nchw(x))
     loss_t, _ = CombinedLoss.from_config(config).to(current_torch_device())(x_hat, nchw(x))
     loss_t.backward()

@@ -42,13 +42,13 @@ from sar_jax.core.rundir import (
 from sar_jax.core.visualize import save_reconstructions_png
 from sar_jax.data.grain_pipeline import PatchLoader
 from sar_jax.data.pipeline import build_datasets, make_loaders
-from sar_jax.nn.models import SARAutoencoder
+from sar_jax.nn.registry import build_model
 from sar_jax.training import checkpointing, distributed
 from sar_jax.training.state import TrainState, compile_steps, create_train_state
 from sar_jax.training.tb_logging import log_images_and_histograms
 
 _PROGRESS_EVERY = 10  # steps between host syncs (progress bar, NaN check): none per step
-_TRAIN_METRICS = ("loss", "mse", "ssim", "psnr")
+_NOT_AVERAGED = ("grad_norm", "finite")  # train-step outputs that are not epoch metrics
 
 
 def compute_dtype(config: dict[str, Any]) -> Any:
@@ -107,16 +107,16 @@ class EpochProgress:
     """Running sums of one epoch's batch metrics (saved in a mid-epoch checkpoint)."""
 
     batches: int = 0
-    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_TRAIN_METRICS, 0.0))
+    sums: dict[str, float] = field(default_factory=dict)  # loss, mse, ssim, psnr (+ bpp, aux_loss)
     seconds: float = 0.0
     data_wait_seconds: float = 0.0  # time the loop waited for the data pipeline
 
     def add(self, metrics: list[dict[str, Any]]) -> None:
         """Accumulate a chunk of per-step metrics."""
-        host = distributed.local_copy([{k: m[k] for k in _TRAIN_METRICS} for m in metrics])
+        host = distributed.local_copy([{k: v for k, v in m.items() if k not in _NOT_AVERAGED} for m in metrics])
         for m in host:
-            for k in _TRAIN_METRICS:
-                self.sums[k] += float(m[k])
+            for k, v in m.items():
+                self.sums[k] = self.sums.get(k, 0.0) + float(v)
         self.batches += len(host)
 
     def means(self) -> dict[str, float]:
@@ -160,7 +160,8 @@ def train_epoch(steps: dict[str, Any], state: TrainState, loader: PatchLoader, b
             done.add(pending)
             pending = []
             m = done.means()
-            bar.set_postfix(loss=f"{m['loss']:.4f}", psnr=f"{m['psnr']:.2f}", ssim=f"{m['ssim']:.3f}")
+            bar.set_postfix(loss=f"{m['loss']:.4f}", psnr=f"{m['psnr']:.2f}", ssim=f"{m['ssim']:.3f}",
+                            **({"bpp": f"{m['bpp']:.3f}"} if "bpp" in m else {}))
             stop = distributed.agreed_signal(signals)
         if stop:
             break
@@ -214,8 +215,8 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
         prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
     distributed.sync("run_dir")
     run_dir = Path(run_dir)
-    model = SARAutoencoder.from_config(config["model"], compute_dtype(config))
-    steps = compile_steps(model, config)
+    model = build_model(config["model"], compute_dtype(config))
+    steps = compile_steps(model, config, datasets.preprocessing_params)
     state = distributed.replicate(create_train_state(model, config), mesh)
     manager = checkpointing.make_manager(run_dir)
     preprocessing = datasets.preprocessing_params
@@ -231,7 +232,8 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
         if main_process:
             truncate_log(run_dir, distributed.scalar(state.epoch))
     samples = distributed.replicate(datasets.patches("val", log_cfg["num_samples"]), mesh)
-    grad_batch = distributed.shard_batch(np.array_split(datasets.patches("train", train_cfg["batch_size"]),
+    grad_batch = distributed.shard_batch(np.array_split(datasets.patches("train", train_cfg["batch_size"],
+                                                                         with_target=True),
                                                         shard[1])[shard[0]], mesh)
     first_epoch = distributed.scalar(state.epoch) + 1
     writer = tb.open_writer(run_dir, purge_step=first_epoch if resume else None) if main_process else None
@@ -279,7 +281,8 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
                 if log_cfg["progress"] and main_process:
                     tqdm.write(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  val loss "
                                f"{val_m['loss']:.4f}  val psnr {val_m['psnr']:.2f} dB  val ssim {val_m['ssim']:.4f}"
-                               f"  lr {lr:.2e}  {record['epoch_seconds']:.1f}s{'  *' if improved else ''}")
+                               + (f"  val bpp {val_m['bpp']:.3f}" if "bpp" in val_m else "")
+                               + f"  lr {lr:.2e}  {record['epoch_seconds']:.1f}s{'  *' if improved else ''}")
                 stop = distributed.agreed_signal(signals)
                 if stop:  # arrived in the epoch's last steps or its validation: its checkpoint is written
                     raise Interrupted(stop, run_dir, epoch, distributed.scalar(state.step))
