@@ -20,15 +20,21 @@ from sar_jax.nn.layers import BatchNorm, StridedConv, TransposedConv
 Dtype = Any
 
 
-class Block(nn.Module):
+class Stride2(nn.Module):
+    """The fields of the 5x5 stride-2 modules below: the LeakyReLU slope (also the Kaiming init's ``a``),
+    the compute dtype, and strided (encoder) or, with ``transposed``, transposed (decoder) convolutions."""
+
+    negative_slope: float
+    dtype: Dtype = jnp.float32
+    transposed: bool = False
+
+
+class Block(Stride2, kw_only=True):
     """A 5x5 stride-2 layer (no bias) + BatchNorm + activation, the reference's two block kinds:
     ``ConvBlock`` (``Conv2d`` + LeakyReLU, parameters under ``conv``) and, with ``transposed``,
     ``DeconvBlock`` (``ConvTranspose2d`` k5 s2 p2 op1 + ReLU, parameters under ``deconv``)."""
 
     features: int
-    negative_slope: float
-    dtype: Dtype = jnp.float32
-    transposed: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -38,23 +44,20 @@ class Block(nn.Module):
         return nn.relu(x) if self.transposed else nn.leaky_relu(x, self.negative_slope)
 
 
-class Stack(nn.Module):
+class Stack(Stride2, kw_only=True):
     """Three Blocks and a plain 5x5 stride-2 layer with bias: the encoder (b, 2b, 4b channels, then
     a conv to ``out_channels`` latent channels) or, with ``transposed``, the decoder (4b, 2b, b
     channels, then a transposed conv to ``out_channels`` image channels and a sigmoid)."""
 
     base_channels: int
     out_channels: int
-    negative_slope: float
-    dtype: Dtype = jnp.float32
-    transposed: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         b = self.base_channels
         widths = (4 * b, 2 * b, b) if self.transposed else (b, 2 * b, 4 * b)
         for i, width in enumerate(widths):
-            x = Block(width, self.negative_slope, self.dtype, self.transposed, name=f"block{i}")(x, train)
+            x = Block(self.negative_slope, self.dtype, self.transposed, features=width, name=f"block{i}")(x, train)
         final = TransposedConv if self.transposed else StridedConv
         x = final(self.out_channels, use_bias=True, negative_slope=self.negative_slope, dtype=self.dtype,
                   name="final")(x)
@@ -75,8 +78,10 @@ class SARAutoencoder(nn.Module):
     dtype: Dtype = jnp.float32
 
     def setup(self) -> None:
-        self.encoder = Stack(self.base_channels, self.latent_channels, self.negative_slope, self.dtype)
-        self.decoder = Stack(self.base_channels, self.in_channels, self.negative_slope, self.dtype, transposed=True)
+        self.encoder = Stack(self.negative_slope, self.dtype, base_channels=self.base_channels,
+                             out_channels=self.latent_channels)
+        self.decoder = Stack(self.negative_slope, self.dtype, transposed=True, base_channels=self.base_channels,
+                             out_channels=self.in_channels)
 
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         z = self.encoder(x, train)
