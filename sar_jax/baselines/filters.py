@@ -46,12 +46,18 @@ def _ci2(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     return np.divide(var, mean * mean, out=np.zeros_like(var), where=mean > 0)
 
 
-def _kuan_weight(ci2: np.ndarray, cu2: float) -> np.ndarray:
-    """``(1 - cu2 / ci2) / (1 + cu2)`` clipped to [0, 1]: 0 (the local mean) where the neighbourhood varies
-    no more than speckle does, towards ``1 / (1 + cu2)`` on edges and point targets."""
+def _lee_weight(ci2: np.ndarray, cu2: float) -> np.ndarray:
+    """``1 - cu2 / ci2`` clipped to [0, 1]: 0 (the local mean) where the neighbourhood varies no more than
+    speckle does, towards 1 (the pixel) on edges and point targets."""
     with np.errstate(divide="ignore"):
         ratio = np.divide(cu2, ci2, out=np.full_like(ci2, np.inf), where=ci2 > 0)
-    return np.clip((1.0 - ratio) / (1.0 + cu2), 0.0, 1.0)
+    return np.clip(1.0 - ratio, 0.0, 1.0)
+
+
+def _kuan_weight(ci2: np.ndarray, cu2: float) -> np.ndarray:
+    """``(1 - cu2 / ci2) / (1 + cu2)`` clipped to [0, 1]: :func:`_lee_weight` over ``1 + cu2``, at most
+    ``1 / (1 + cu2)`` on edges and point targets."""
+    return _lee_weight(ci2, cu2) / (1.0 + cu2)
 
 
 def boxcar(intensity: np.ndarray, window: int) -> np.ndarray:
@@ -68,12 +74,13 @@ def boxcar(intensity: np.ndarray, window: int) -> np.ndarray:
 
 
 def lee(intensity: np.ndarray, window: int, looks: float) -> np.ndarray:
-    """Lee's minimum-mean-square-error filter for multiplicative speckle of ``looks`` looks.
+    """Lee's filter for multiplicative speckle of ``looks`` looks, in the form the filter surveys call Lee
+    (Lopes et al., IEEE TGRS 28(6), 1990): ``m + k (I - m)`` with ``k = 1 - Cu**2 / Ci**2`` clipped to [0, 1].
 
-    With local mean ``m`` and variance ``v`` over the window and the speckle's squared coefficient
-    of variation ``cu2 = 1 / looks``, the output is ``m + k (I - m)`` with
-    ``k = max(0, (v - m**2 cu2) / (v (1 + cu2)))``: ``k = 0`` (the local mean) where the window
-    looks like pure speckle, ``k -> 1`` (the pixel kept) on edges and point targets.
+    ``m`` and ``Ci**2 = v / m**2`` are the window's mean and squared coefficient of variation, ``Cu**2 =
+    1 / looks`` the speckle's: ``k = 0`` (the local mean) where the window varies no more than speckle
+    does, ``k -> 1`` (the pixel kept) on edges and point targets. Lee's linearisation of the
+    multiplicative model; :func:`kuan` is its exact linear MMSE weight, smaller by ``1 / (1 + Cu**2)``.
 
     Args:
         intensity: (H, W) linear intensity.
@@ -85,21 +92,17 @@ def lee(intensity: np.ndarray, window: int, looks: float) -> np.ndarray:
     """
     img = _check(intensity, window)
     cu2 = _cu2(looks)
-    mean = uniform_filter(img, size=window, mode="reflect")
-    var = np.maximum(uniform_filter(img * img, size=window, mode="reflect") - mean * mean, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = np.where(var > 0, (var - mean * mean * cu2) / (var * (1.0 + cu2)), 0.0)
-    k = np.clip(k, 0.0, 1.0)
-    return (mean + k * (img - mean)).astype(np.float32)
+    mean, var = _local_stats(img, window)
+    return (mean + _lee_weight(_ci2(mean, var), cu2) * (img - mean)).astype(np.float32)
 
 
 def kuan(intensity: np.ndarray, window: int, looks: float) -> np.ndarray:
     """Kuan's filter: ``m + k (I - m)`` with ``k = (1 - Cu**2 / Ci**2) / (1 + Cu**2)``.
 
     ``Ci**2 = v / m**2`` is the window's squared coefficient of variation, ``Cu**2 = 1 / looks`` the
-    speckle's. This is the exact linear MMSE weight of the multiplicative model, which :func:`lee` here
-    uses too (in its variance form), so the two agree to rounding; the "Lee" of the filter surveys
-    (Lopes et al., IEEE TGRS 28(6), 1990) is the linearised ``1 - Cu**2 / Ci**2``.
+    speckle's. This is the exact linear MMSE weight of the multiplicative model; :func:`lee` is the
+    linearised ``1 - Cu**2 / Ci**2``, which keeps more of the pixel (by ``1 + Cu**2``: twice as much at
+    one look) where the window varies more than speckle does.
 
     Args:
         intensity: (H, W) linear intensity.
