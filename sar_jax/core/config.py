@@ -99,6 +99,9 @@ def _devices(v: Any) -> str | None:
     return None if ok else '"auto" or a positive integer'
 
 
+#: ``model.kind`` values whose forward pass returns likelihoods (trained with ``loss.kind: rate_distortion``).
+CODEC_KINDS = ("factorized", "hyperprior")
+
 # section -> key -> (default, check). Defaults are the original design (baseline).
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "model": {
@@ -111,7 +114,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "N": (128, _int(1)),  # factorized / hyperprior: transform width (CompressAI's N)
         "M": (192, _int(1)),  # factorized / hyperprior: latent channels (CompressAI's M)
         "unet_features": (48, _int(1)),  # unet: width of the first level
-        "unet_depth": (4, _int(1, 6)),  # unet: number of 2x poolings
+        "unet_depth": (4, _int(1, 4)),  # unet: number of 2x poolings (<= 4: scenes tile on the 16-px grid)
     },
     "loss": {
         "kind": ("combined", _choice("combined", "rate_distortion", "log_gamma")),
@@ -242,10 +245,10 @@ def validate(config: dict[str, dict[str, Any]], origin: str = "config",
     if train["target"] == "other_look" and data["source"] == "files" and not data["target_path"]:
         raise SarJaxError(f"{origin}: train.target \"other_look\" on files needs data.target_path (a folder of "
                           "co-registered second looks with the input files' names)")
-    if config["loss"]["kind"] == "rate_distortion" and config["model"]["kind"] not in ("factorized", "hyperprior"):
+    if config["loss"]["kind"] == "rate_distortion" and config["model"]["kind"] not in CODEC_KINDS:
         raise SarJaxError(f"{origin}: loss.kind \"rate_distortion\" needs a model with an entropy model "
                           f"(model.kind factorized or hyperprior), not {json.dumps(config['model']['kind'])}")
-    if config["model"]["kind"] in ("factorized", "hyperprior") and config["loss"]["kind"] != "rate_distortion":
+    if config["model"]["kind"] in CODEC_KINDS and config["loss"]["kind"] != "rate_distortion":
         raise SarJaxError(f"{origin}: model.kind {json.dumps(config['model']['kind'])} is trained with "
                           "loss.kind \"rate_distortion\"")
     if train["early_stopping_patience"] <= train["lr_patience"]:

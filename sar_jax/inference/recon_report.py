@@ -41,6 +41,7 @@ def print_summary(s: dict[str, Any]) -> None:
               "the checkpoint's clip range")
     if s.get("latent"):
         print(f"wrote {s['latent']}: {s['latent_bytes']} bytes, {s['bpp']:.4f} bits per input pixel "
-              f"({s['input_bits_per_pixel']}-bit input: {s['compression_ratio']:.1f}:1)")
+              f"({s['input_bits_per_pixel']}-bit input: {s['compression_ratio']:.1f}:1)"
+              + (f"; the likelihoods' estimate: {s['estimated_bpp']:.4f} bpp" if "estimated_bpp" in s else ""))
     if s.get("phase_dropped"):
         print("note: the input is complex; its phase was dropped (the model sees |z|^2 or |z|)")

@@ -49,9 +49,11 @@ from sar_jax.core.cli import (
     process_share,
     rename_params,
 )
+from sar_jax.core.config import CODEC_KINDS
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
 from sar_jax.data.readers import SUPPORTED_EXTENSIONS, list_sar_files
+from sar_jax.inference.bitstream import decode_bitstream, reconstruct_coded
 from sar_jax.inference.latent import LATENT_DTYPES, LatentRaster, fingerprint, write_latent
 from sar_jax.inference.recon_report import count, print_summary, summary_table
 from sar_jax.inference.scene_io import SceneWriter, check_output_path, output_name
@@ -89,6 +91,34 @@ def _check_args(tile: int, halo: int | None, batch_size: int, latent_dtype: str)
         raise SarJaxError(f"latent_dtype {latent_dtype}: expected one of {', '.join(LATENT_DTYPES)}")
 
 
+def open_scene(run: Any, input_path: str | Path, units: str | None, band: int | None,
+               allow_clipping: bool) -> tuple[Any, dict[str, Any], np.float32]:
+    """``(raster, params, fill)``: the input opened with the checkpoint's params for its units, its clip
+    range checked, and the one normalised value no-data pixels enter the model as (the median of the
+    valid values of a few rows spread over the scene)."""
+    from sar_jax.inference import run as inference
+
+    raster, params = inference.open_input(input_path, run.preprocessing_params, units, band)
+    h, w = raster.height, raster.width
+    rows = np.unique(np.linspace(0, h - 1, min(h, SAMPLE_ROWS)).round().astype(int))
+    col_step = max(1, w // 4096)
+    parts = [raster.read((int(r), 0, 1, w)) for r in rows]
+    sample = np.concatenate([v[0, ::col_step][m[0, ::col_step]] for v, m in parts])
+    if sample.size == 0:
+        raise SarJaxError(f"input {input_path}: no valid pixel in the rows sampled (all no-data?)")
+    inference.check_clipping(sample, params, f"input {input_path}", allow_clipping)
+    return raster, params, np.float32(np.median(normalize(sample, params)))
+
+
+def read_normalized(raster: Any, params: dict[str, Any], fill: np.float32, padded_width: int,
+                    s: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded rows ``[s, s + n)`` of the scene: ``(x (n, W, 1) normalised with no-data as fill, values, valid)``."""
+    values, valid = read_padded(lambda win: np.stack(raster.read(win)), (raster.height, raster.width), (s, s + n),
+                                (0, padded_width))
+    valid = valid > 0
+    return np.where(valid, normalize(values, params), fill)[..., None], values, valid
+
+
 def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, tile: int = DEFAULT_TILE,
                       halo: int | None = None, batch_size: int = 4, save_latent: str | Path | None = None,
                       latent_dtype: str = "float16", units: str | None = None, band: int | None = None,
@@ -97,24 +127,20 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
     from sar_jax.inference import run as inference
 
     _check_args(tile, halo, batch_size, latent_dtype)
+    kind = run.config["model"]["kind"]
+    if save_latent and kind in CODEC_KINDS:
+        return reconstruct_coded(run, input_path, output, save_latent, tile=tile, halo=halo, batch_size=batch_size,
+                                 units=units, band=band, allow_clipping=allow_clipping, progress=progress)
+    if save_latent and kind != "baseline":
+        raise SarJaxError(f"--save-latent: model.kind {kind!r} has no latent to save (checkpoint {run.run_dir})")
     halo = default_halo(run.config["model"]) if halo is None else halo
-    raster, params = inference.open_input(input_path, run.preprocessing_params, units, band)
+    raster, params, fill = open_scene(run, input_path, units, band, allow_clipping)
     out_path = check_output_path(output, params["mode"])
     latent_path = check_output_path(save_latent, "float32", "latent") if save_latent else None
     if latent_path is not None and latent_path.suffix.lower() not in (".tif", ".tiff"):
         raise SarJaxError(f"latent {latent_path}: expected a .tif file name (the latent is a GeoTIFF)")
     h, w = raster.height, raster.width
     grid = TileGrid.create(h, w, tile, halo)
-
-    # one constant for no-data pixels, and the clip check, from a few rows spread over the scene
-    rows = np.unique(np.linspace(0, h - 1, min(h, SAMPLE_ROWS)).round().astype(int))
-    col_step = max(1, w // 4096)
-    parts = [raster.read((int(r), 0, 1, w)) for r in rows]
-    sample = np.concatenate([v[0, ::col_step][m[0, ::col_step]] for v, m in parts])
-    if sample.size == 0:
-        raise SarJaxError(f"input {input_path}: no valid pixel in the rows sampled (all no-data?)")
-    inference.check_clipping(sample, params, f"input {input_path}", allow_clipping)
-    fill = np.float32(np.median(normalize(sample, params)))
 
     nodata = raster.nodata if raster.nodata is not None else (np.nan if params["mode"] != "log8" else None)
     dtype = output_dtype(params["mode"])
@@ -126,9 +152,7 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
     pw = grid.cols.padded
 
     def read_band(s: int, n: int) -> np.ndarray:
-        values, valid = read_padded(lambda win: np.stack(raster.read(win)), (h, w), (s, s + n), (0, pw))
-        valid = valid > 0
-        x = np.where(valid, normalize(values, params), fill)[..., None]
+        x, values, valid = read_normalized(raster, params, fill, pw, s, n)
         for a, na, sa in grid.rows.tiles():
             if sa == s and a not in valid_rows:  # this band's output rows: keep their input for stats
                 keep = slice(a - s, a - s + min(na, h - a))
@@ -150,7 +174,7 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
             out = np.where(valid, out, np.asarray(nodata, dtype))
         writer.write(r0, out)
 
-    model_fn = inference.reconstruct_fn(run.model)
+    model_fn = inference.reconstruct_fn(run.model) if kind == "baseline" else inference.image_fn(run.model)
     latents = None
     if latent_path is not None:
         latents = np.zeros((grid.rows.padded // 16, pw // 16, run.config["model"]["latent_channels"]), np.float32)
@@ -165,10 +189,10 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
     latent_bytes = None
     try:
         fn = lambda batch: model_fn(run.variables, batch)  # noqa: E731
-        for (i, j), (x_hat, z) in batched_apply(window_tiles(grid, read_band), fn, batch_size):
+        for (i, j), (x_hat, *z) in batched_apply(window_tiles(grid, read_band), fn, batch_size):
             images.add(i, j, x_hat)
             if latents is not None:
-                codes.add(i, j, z)
+                codes.add(i, j, z[0])
             bar.update(1)
         bar.close()
         if latent_path is not None:
@@ -286,7 +310,8 @@ def reconstruct_many(checkpoint: str | Path, inputs: list[Path], out_dir: Path, 
     rows = []
     for scene in inputs:
         out = out_dir / output_name(scene)
-        latent = latent_dir / f"{scene.stem}.latent.tif" if latent_dir is not None else None
+        suffix = ".sarc" if run.config["model"]["kind"] in CODEC_KINDS else ".latent.tif"
+        latent = latent_dir / f"{scene.stem}{suffix}" if latent_dir is not None else None
         if out.exists() and (latent is None or latent.exists()):
             rows.append({"input": str(scene), "status": "skipped (done)", "output": str(out)})
             continue
@@ -314,12 +339,15 @@ def setup_args() -> argparse.ArgumentParser:
                         help="context around each tile in px, a multiple of 16 (default: the model's dependency "
                              "radius rounded up to 16; 64 for 5x5 kernels)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
-    parser.add_argument("--save-latent", default=None, metavar="Z.tif", help="also write the latent (one GeoTIFF)")
+    parser.add_argument("--save-latent", default=None, metavar="Z.tif|Z.sarc",
+                        help="also write the latent: one GeoTIFF (baseline) or an entropy-coded .sarc bitstream "
+                             "(model.kind factorized / hyperprior)")
     parser.add_argument("--save-latent-dir", default=None, metavar="DIR",
-                        help="folder mode: write each scene's latent as DIR/<name>.latent.tif")
+                        help="folder mode: write each scene's latent as DIR/<name>.latent.tif (or <name>.sarc)")
     parser.add_argument("--latent-dtype", default="float16", choices=LATENT_DTYPES,
                         help="stored latent precision (default float16; int8 = per-band scale/offset)")
-    parser.add_argument("--from-latent", default=None, metavar="Z.tif", help="decode a latent GeoTIFF instead")
+    parser.add_argument("--from-latent", default=None, metavar="Z.tif|Z.sarc",
+                        help="decode a latent GeoTIFF or a .sarc bitstream instead")
     parser.add_argument("--allow-other-checkpoint", action="store_true",
                         help="--from-latent: decode with a checkpoint other than the one that encoded it")
     add_input_units_args(parser, "--input")
@@ -347,9 +375,13 @@ def _main(args: argparse.Namespace) -> int:
     if args.from_latent:
         if args.input or args.save_latent or args.save_latent_dir:
             raise SarJaxError("--from-latent decodes a latent file: do not give --input or --save-latent(-dir)")
-        s = decode_latent(args.from_latent, args.output, checkpoint=args.checkpoint, tile=args.tile, halo=args.halo,
-                          batch_size=args.batch_size, allow_other_checkpoint=args.allow_other_checkpoint,
-                          progress=progress)
+        if Path(args.from_latent).suffix.lower() == ".sarc":
+            s = decode_bitstream(args.from_latent, args.output, checkpoint=args.checkpoint, tile=args.tile,
+                                 halo=args.halo, batch_size=args.batch_size, progress=progress)
+        else:
+            s = decode_latent(args.from_latent, args.output, checkpoint=args.checkpoint, tile=args.tile,
+                              halo=args.halo, batch_size=args.batch_size,
+                              allow_other_checkpoint=args.allow_other_checkpoint, progress=progress)
         print(f"wrote {s['output']}: {s['shape'][0]} x {s['shape'][1]} {s['units']}, {count(s['tiles'], 'tile')}, "
               f"{s['seconds']:.1f}s")
         return 0

@@ -41,6 +41,12 @@ def check_output_path(path: str | Path, units: str, what: str = "output") -> Pat
                           f"{', '.join(OUTPUT_EXTENSIONS)}")
     if ext == ".png" and units != "log8":
         raise SarJaxError(f"{what} {p}: PNG holds 8-bit values but the output is {units} (float); use .tif or .npy")
+    return check_writable(p, what)
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """``path`` can be created: its folder exists and is writable, and it is not a folder itself."""
+    p = Path(path)
     if not p.parent.is_dir():
         raise SarJaxError(f"{what} {p}: folder {p.parent} does not exist")
     if p.is_dir():

@@ -47,8 +47,15 @@ def dependency_radius(kernel_size: int, depth: int) -> int:
 
 
 def default_halo(model_cfg: dict[str, Any], downsampling: int = GRID) -> int:
-    """The model's dependency radius rounded up to the 16-px grid (64 for the 5x5 models)."""
-    radius = dependency_radius(int(model_cfg.get("kernel_size", 5)), int(math.log2(downsampling)))
+    """The halo that makes tiles exact for ``model.kind``, rounded up to the 16-px grid: the dependency
+    radius of the four stride-2 5x5 layers each way (baseline, and the codecs' g_a / g_s: 64), or the
+    U-Net's grid-aligned reach (:func:`sar_jax.nn.unet.unet_tile_halo`: 64 at depth 4)."""
+    if model_cfg.get("kind") == "unet":
+        from sar_jax.nn.unet import unet_tile_halo
+
+        radius = unet_tile_halo(int(model_cfg["unet_depth"]))
+    else:
+        radius = dependency_radius(int(model_cfg.get("kernel_size", 5)), int(math.log2(downsampling)))
     return -(-radius // GRID) * GRID
 
 

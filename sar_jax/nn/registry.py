@@ -17,9 +17,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-#: Kinds whose forward pass returns likelihoods (trained with ``loss.kind: rate_distortion``).
-CODEC_KINDS = ("factorized", "hyperprior")
-
 
 def model_class(kind: str) -> type[nn.Module]:
     """The Flax module class of ``model.kind``."""

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import optax
 from optax import contrib
 
-from sar_jax.nn.registry import CODEC_KINDS, init_variables
+from sar_jax.core.config import CODEC_KINDS
+from sar_jax.nn.registry import init_variables
 from sar_jax.ops.micro_batches import map_micro_batches
 from sar_jax.training.losses import LossFn, make_loss
 
