@@ -32,10 +32,6 @@ from sar_jax.inference.tiling import GRID, TileGrid, TileRows, batched_apply, de
 BITSTREAM_FORMAT = "sar_jax-sarc-v1"
 
 
-def _pad_cells(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
 def _tqdm(total: int, enabled: bool, desc: str) -> Any:
     from tqdm import tqdm
 
@@ -47,7 +43,7 @@ def encode_scene(run: Any, input_path: str | Path, sarc_path: str | Path, *, til
                  progress: bool) -> dict[str, Any]:
     """Code one scene into ``sarc_path`` (written atomically); returns its summary."""
     from sar_jax.inference import run as inference
-    from sar_jax.inference.entropy_codec import HYPER_CELLS, LearnedCodec
+    from sar_jax.inference.entropy_codec import LearnedCodec
     from sar_jax.inference.reconstruct import open_scene, read_normalized
 
     path = Path(sarc_path)
@@ -62,8 +58,6 @@ def encode_scene(run: Any, input_path: str | Path, sarc_path: str | Path, *, til
     grid = TileGrid.create(h, w, tile, halo)
     ph, pw = grid.padded_shape
     cells = (ph // GRID, pw // GRID)
-    if codec.kind == "hyperprior":  # h_a halves the latent twice: zero cells pad it to a multiple of 4
-        cells = (_pad_cells(cells[0], HYPER_CELLS), _pad_cells(cells[1], HYPER_CELLS))
     y = np.zeros((*cells, run.config["model"]["M"]), np.float32)
     valid = np.zeros((h, w), bool)
     lo, hi = inference.clip_range(params)
@@ -79,8 +73,8 @@ def encode_scene(run: Any, input_path: str | Path, sarc_path: str | Path, *, til
             counted["rows"] = end
         return x
 
-    latents = TileRows(grid, lambda r0, b: y.__setitem__((slice(r0, r0 + len(b)), slice(0, b.shape[1])), b),
-                       scale=GRID, height=ph // GRID, width=pw // GRID)
+    latents = TileRows(grid, lambda r0, b: y.__setitem__(slice(r0, r0 + len(b)), b), scale=GRID, height=cells[0],
+                       width=cells[1])
     t0 = time.perf_counter()
     bar = _tqdm(grid.num_tiles, progress, "encode")
     for (i, j), (tile_y,) in batched_apply(window_tiles(grid, read_band), codec.analysis, batch_size):
