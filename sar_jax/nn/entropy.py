@@ -64,10 +64,12 @@ def _from_rows(v: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 def _uniform_init(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """U(-0.5, 0.5) (the biases)."""
     return jax.random.uniform(key, shape, jnp.float32, -0.5, 0.5)
 
 
 def _quantiles_init(_: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """(-10, 0, 10) per channel."""
     return jnp.broadcast_to(jnp.array([-INIT_SCALE, 0.0, INIT_SCALE], jnp.float32), shape)
 
 
@@ -83,8 +85,7 @@ class EntropyBottleneck(nn.Module):
         c = self.channels
         self.matrices = [self.param(f"matrix{i}", nn.initializers.constant(math.log(math.expm1(1 / scale / f[i + 1]))),
                                     (c, f[i + 1], f[i]), jnp.float32) for i in range(_LAYERS)]
-        self.biases = [self.param(f"bias{i}", _uniform_init, (c, f[i + 1], 1))
-                       for i in range(_LAYERS)]
+        self.biases = [self.param(f"bias{i}", _uniform_init, (c, f[i + 1], 1)) for i in range(_LAYERS)]
         self.factors = [self.param(f"factor{i}", nn.initializers.zeros, (c, f[i + 1], 1), jnp.float32)
                         for i in range(_LAYERS - 1)]
         self.quantiles = self.param("quantiles", _quantiles_init, (c, 1, 3))
