@@ -1,7 +1,9 @@
-"""Rate-distortion study: the autoencoder as a codec against JPEG 2000, JPEG and block-mean resampling.
+"""Rate-distortion study: the learned codecs and the autoencoder against JPEG 2000, JPEG and block means.
 
     python -m benchmarks.rate_distortion [--quick] [--data PATH] [--out DIR]
                                          [--latent-channels 2,4,8,16] [--ssim-weights 0.5,0]
+                                         [--kinds factorized,hyperprior] [--lambdas 50,150,500,1500]
+                                         [--distortions mse,ms_ssim] [--autoencoder-from RD.json]
 
 For each dataset (the synthetic data, and the real scenes in ``--data``, default ``../shared/data/sar``
 when present) a sweep trains one model per latent width (``model.latent_channels`` 2, 4, 8, 16) and
@@ -17,11 +19,20 @@ Per point: bpp, PSNR, SSIM, MS-SSIM (valid pixels for PSNR), ENL ratio (linear i
 input's homogeneous windows), and on synthetic data PSNR against the speckle-free reflectivity.
 BD-rate (Bjontegaard, cubic fit in log rate; the ``bjontegaard`` package) of every codec against
 JPEG 2000, for PSNR and MS-SSIM. Writes ``rd.json``, ``rd.md`` and ``rd.png`` under ``--out``.
+
+The learned codecs (``--kinds``: ``model.kind`` factorized and hyperprior, ``configs/<kind>.json``)
+train one model per ``loss.lmbda`` of the ladder and distortion (``--distortions``: MSE, 1 - MS-SSIM);
+their rate is the bytes of their real entropy-coded bitstreams of each whole region
+(:class:`~sar_jax.inference.entropy_codec.LearnedCodec`, without the ``.sarc`` header), reported beside
+the models' own estimate from their likelihoods (``estimated_bpp``). ``--autoencoder-from`` takes the
+autoencoder's points from an earlier result of the same data instead of training them again; the
+classical codecs are recomputed and must reproduce that result's points (the same test regions).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -48,6 +59,16 @@ QUICK_SSIM_WEIGHTS = (0.5,)  # MSE-only models train to the epoch limit: with th
 JPEG2000_BPP = (0.03, 0.06, 0.125, 0.25, 0.5, 1.0, 2.0)
 JPEG_QUALITY = (5, 10, 20, 40, 70, 90)
 BLOCK_FACTORS = (16, 8, 4, 2)
+LEARNED_KINDS = ("factorized", "hyperprior")
+LAMBDAS = (100.0, 300.0, 1000.0, 3000.0)  # loss.lmbda of D = MSE in the [0, 1] dB domain
+MS_SSIM_LAMBDAS = (2.0, 6.0, 20.0, 60.0)  # loss.lmbda of D = 1 - MS-SSIM
+CLASSICAL = ("JPEG 2000", "JPEG", "block mean + bicubic")
+#: The learned codecs' training in each mode, on top of --set (CPU-sized: N 48 / M 64 and about 10k patches
+#: seen in full mode, a few minutes a model on 2 cores; see docs/study.md).
+FULL_LEARNED = ["model.N=48", "model.M=64", "train.epochs=12", "train.lr=1e-3", "data.sampling=random",
+                "data.patches_per_epoch=800", "train.lr_patience=3", "train.early_stopping_patience=6"]
+QUICK_LEARNED = ["model.N=16", "model.M=24", "train.epochs=3", "train.lr=1e-3", "data.sampling=random",
+                 "data.patches_per_epoch=320"]
 ANCHOR = "JPEG 2000"
 MIN_OVERLAP = 0.5  # of the narrower curve's quality range, for a BD-rate
 
@@ -84,10 +105,11 @@ def score(image: EvalRegion, decoded: np.ndarray, params: dict[str, Any]) -> dic
 def rd_point(codec: str, setting: Any, fn: Callable[[np.ndarray], tuple[np.ndarray, int]],
              images: list[EvalRegion], params: dict[str, Any]) -> dict[str, Any]:
     """One codec setting over every test image: bits over all pixels, metrics averaged over images."""
-    nbytes, rows = 0, []
+    nbytes, rows, estimated = 0, [], []
     for image in images:
-        decoded, n = fn(image.x)
+        decoded, n, *bits = fn(image.x)
         nbytes += n
+        estimated += bits
         rows.append(score(image, np.clip(decoded, 0.0, 1.0), params))
     pixels = sum(image.x.size for image in images)
 
@@ -95,8 +117,11 @@ def rd_point(codec: str, setting: Any, fn: Callable[[np.ndarray], tuple[np.ndarr
         vals = [r[key] for r in rows if r[key] is not None]
         return float(np.mean(vals)) if vals else None
 
-    return {"codec": codec, "setting": setting, "bpp": 8.0 * nbytes / pixels, "bytes": nbytes,
-            **{k: mean(k) for k in ("psnr", "ssim", "ms_ssim", "enl_ratio", "psnr_clean")}}
+    point = {"codec": codec, "setting": setting, "bpp": 8.0 * nbytes / pixels, "bytes": nbytes,
+             **{k: mean(k) for k in ("psnr", "ssim", "ms_ssim", "enl_ratio", "psnr_clean")}}
+    if estimated:  # learned codecs: the likelihoods' estimate of the same latents
+        point["estimated_bpp"] = sum(estimated) / pixels
+    return point
 
 
 def bd_rates(points: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
@@ -135,14 +160,24 @@ def autoencoder_label(ssim_weight: float) -> str:
     return f"autoencoder, {1 - ssim_weight:g} MSE + {ssim_weight:g} SSIM (int8 latent)"
 
 
-def study(dataset: str, run_dirs: dict[float, dict[int, Path]]) -> dict[str, Any]:
+def learned_label(kind: str, distortion: str) -> str:
+    """The codec name of one learned model kind trained with one distortion."""
+    return f"{kind} ({'MSE' if distortion == 'mse' else 'MS-SSIM'}, entropy-coded)"
+
+
+def study(dataset: str, run_dirs: dict[float, dict[int, Path]], learned: dict[str, dict[float, Path]],
+          autoencoder_from: Path | None = None) -> dict[str, Any]:
     """Every codec's RD points on one dataset's test split, and the BD-rates; ``run_dirs``: the trained
-    runs by SSIM weight, then latent width."""
+    autoencoder runs by SSIM weight, then latent width (none with ``autoencoder_from``: their points come from
+    that earlier result); ``learned``: the learned codecs' runs by curve label, then lambda."""
     from sar_jax.inference.codec import Int8LatentCodec, eval_regions
+    from sar_jax.inference.entropy_codec import LearnedCodec
     from sar_jax.inference.run import load_run
 
     runs = {w: {c: load_run(d) for c, d in sorted(by_width.items())} for w, by_width in run_dirs.items()}
-    first = next(iter(next(iter(runs.values())).values()))
+    learned_runs = {label: {lm: load_run(d) for lm, d in sorted(by_lmbda.items())}
+                    for label, by_lmbda in learned.items()}
+    first = next(iter(next(iter({**runs, **learned_runs}.values())).values()))
     images, params = eval_regions(first), first.preprocessing_params
     points = [rd_point(ANCHOR, bpp, lambda x, b=bpp: jpeg2000(x, b), images, params) for bpp in JPEG2000_BPP]
     points += [rd_point("JPEG", q, lambda x, q=q: jpeg(x, q), images, params) for q in JPEG_QUALITY]
@@ -151,8 +186,48 @@ def study(dataset: str, run_dirs: dict[float, dict[int, Path]]) -> dict[str, Any
     for w, by_width in runs.items():
         for c, run in by_width.items():
             points.append(rd_point(autoencoder_label(w), c, Int8LatentCodec(run), images, params))
+    if autoencoder_from is not None:
+        points += earlier_autoencoder_points(autoencoder_from, dataset, {"points": points,
+                                                                        "images": [i.name for i in images]})
+    for label, by_lmbda in learned_runs.items():
+        for lmbda, run in by_lmbda.items():
+            points.append(rd_point(label, lmbda, LearnedCodec(run).code, images, params))
     return {"dataset": dataset, "images": [i.name for i in images], "pixels": sum(i.x.size for i in images),
             "preprocessing_params": params, "points": points, "bd_rate_vs_jpeg2000": bd_rates(points)}
+
+
+def earlier_autoencoder_points(path: Path, dataset: str, fresh: dict[str, Any]) -> list[dict[str, Any]]:
+    """The autoencoder points of ``dataset`` in an earlier result file, after checking that the classical
+    codecs' points just computed (``fresh``) reproduce its own (so both were measured on the same regions)."""
+    try:
+        earlier = next(s for s in json.loads(path.read_text())["studies"] if s["dataset"] == dataset)
+    except (OSError, ValueError, KeyError, StopIteration):
+        raise SarJaxError(f"--autoencoder-from {path}: no readable '{dataset}' study in it") from None
+    def classical(study: dict[str, Any]) -> list[tuple]:
+        return [(p["codec"], p["setting"], p["bytes"], round(p["psnr"], 6)) for p in study["points"]
+                if p["codec"] in CLASSICAL]
+
+    if classical(earlier) != classical(fresh) or earlier["images"] != fresh["images"]:
+        raise SarJaxError(f"--autoencoder-from {path}: its '{dataset}' test regions differ from this run's "
+                          "(its classical codecs' points are not reproduced); train the autoencoders instead")
+    return [p for p in earlier["points"] if p["codec"].startswith("autoencoder")]
+
+
+def train_learned(kinds: Sequence[str], distortions: Sequence[str], lambdas: dict[str, Sequence[float]],
+                  overrides: list[str], out: Path, data: str | None) -> dict[str, dict[float, Path]]:
+    """One run per learned kind, distortion and lambda through the sweep (finished runs are reused)."""
+    from sar_jax.training.sweep import run_name, run_sweep
+
+    runs = {}
+    for kind in kinds:
+        for d in distortions:
+            grid = [("loss.distortion", [d]), ("loss.lmbda", list(lambdas[d]))]
+            _, failures = run_sweep(kind, grid, overrides, out / kind, data)
+            if failures:
+                raise SarJaxError("training failed: " + "; ".join(failures))
+            runs[learned_label(kind, d)] = {lm: out / kind / run_name({"loss.distortion": d, "loss.lmbda": lm})
+                                            for lm in lambdas[d]}
+    return runs
 
 
 def train_models(config: str, overrides: list[str], out: Path, data: str | None, widths: Sequence[int],
@@ -183,10 +258,11 @@ def markdown(result: dict[str, Any]) -> str:
              "in linear intensity; PSNR clean: against the speckle-free reflectivity (synthetic data).", ""]
     for s in result["studies"]:
         lines += [f"## {s['dataset']} ({len(s['images'])} test regions, {s['pixels']} px)", "",
-                  "| codec | setting | bpp | PSNR | SSIM | MS-SSIM | ENL ratio | PSNR clean |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| codec | setting | bpp | estimated bpp | PSNR | SSIM | MS-SSIM | ENL ratio | PSNR clean |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for p in s["points"]:
-            lines.append(f"| {p['codec']} | {p['setting']} | {p['bpp']:.4f} | {_fmt(p['psnr'], '.2f')} "
+            lines.append(f"| {p['codec']} | {p['setting']} | {p['bpp']:.4f} | {_fmt(p.get('estimated_bpp'), '.4f')} "
+                         f"| {_fmt(p['psnr'], '.2f')} "
                          f"| {_fmt(p['ssim'], '.4f')} | {_fmt(p['ms_ssim'], '.4f')} | {_fmt(p['enl_ratio'], '.2f')} "
                          f"| {_fmt(p['psnr_clean'], '.2f')} |")
         lines += ["", f"BD-rate against {ANCHOR} (negative: fewer bits for the same quality; '-': the quality "
@@ -229,15 +305,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-def _numbers(kind: type) -> Callable[[str], tuple]:
+def _numbers(kind: type, upper: float = 1.0) -> Callable[[str], tuple]:
     """An argparse type for comma-separated numbers."""
     def parse(text: str) -> tuple:
         try:
             values = tuple(kind(v) for v in text.split(","))
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}")
-        if kind is float and not all(0.0 <= v <= 1.0 for v in values):
-            raise argparse.ArgumentTypeError(f"expected weights in [0, 1], got {text!r}")
+        if kind is float and not all(0.0 <= v <= upper for v in values):
+            raise argparse.ArgumentTypeError(f"expected numbers in [0, {upper:g}], got {text!r}")
         if kind is int and not all(v >= 1 for v in values):
             raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
         return values
@@ -256,9 +332,36 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--ssim-weights", type=_numbers(float), default=None, metavar="W1,W2,...",
                         help="loss.ssim_weight of each autoencoder curve, with loss.mse_weight 1 - w "
                              "(default 0.5,0; --quick: 0.5)")
+    parser.add_argument("--kinds", type=_kinds, default=LEARNED_KINDS, metavar="K1,K2",
+                        help="learned codecs to train (model.kind factorized, hyperprior; default both; 'none')")
+    parser.add_argument("--lambdas", type=_numbers(float, math.inf), default=LAMBDAS, metavar="L1,L2,...",
+                        help=f"loss.lmbda ladder of the MSE-trained learned codecs (default "
+                             f"{','.join(f'{v:g}' for v in LAMBDAS)})")
+    parser.add_argument("--distortions", type=_distortions, default=("mse",), metavar="D1,D2",
+                        help="loss.distortion of the learned codecs: mse, ms_ssim (default mse; the MS-SSIM ladder "
+                             f"is {','.join(f'{v:g}' for v in MS_SSIM_LAMBDAS)})")
+    parser.add_argument("--autoencoder-from", default=None, metavar="RD.json",
+                        help="take the autoencoder's points from this earlier result (same data) instead of training")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key of every model (repeatable)")
+    parser.add_argument("--learned-set", dest="learned_overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override a config key of the learned codecs only")
     return parser
+
+
+def _choices(options: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        if text == "none":
+            return ()
+        values = tuple(text.split(","))
+        if not values or any(v not in options for v in values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated values of {', '.join(options)}, got {text!r}")
+        return values
+    return parse
+
+
+_kinds = _choices(LEARNED_KINDS)
+_distortions = _choices(("mse", "ms_ssim"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -269,25 +372,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = "quickstart" if args.quick else "baseline"
     if args.ssim_weights is None:
         args.ssim_weights = QUICK_SSIM_WEIGHTS if args.quick else SSIM_WEIGHTS
-    overrides = list(args.overrides)
+    defaults = []
     if not args.quick:  # baseline-width models on the quickstart's data, trained longer
         # lr 3e-4: these 64 px patches reach in 3 epochs what the baseline's 1e-4 needs 6 for
-        overrides = ["data.patch_size=64", "data.stride=32", "data.num_scenes=60", "data.scene_size=256",
-                     "train.batch_size=16", "train.epochs=20", "train.lr=3e-4", "train.lr_patience=3",
-                     "train.early_stopping_patience=6"] + overrides
+        defaults = ["data.patch_size=64", "data.stride=32", "data.num_scenes=60", "data.scene_size=256",
+                    "data.val_fraction=0.15", "data.test_fraction=0.15", "train.batch_size=16", "train.epochs=20",
+                    "train.lr=3e-4", "train.lr_patience=3", "train.early_stopping_patience=6"]
+    overrides = defaults + list(args.overrides)
     data = args.data if args.data is not None else (str(SHARED_SAR_DIR) if SHARED_SAR_DIR.is_dir() else None)
     if data and data != "none" and not Path(data).exists():  # before any training
         raise SarJaxError(f"--data {data}: no such file or folder")
     datasets = [("synthetic", None)] + ([("real", data)] if data and data != "none" else [])
+    learned_overrides = (defaults + (QUICK_LEARNED if args.quick else FULL_LEARNED) + list(args.overrides)
+                         + list(args.learned_overrides))
+    lambdas = {"mse": args.lambdas, "ms_ssim": MS_SSIM_LAMBDAS}
+    earlier = Path(args.autoencoder_from) if args.autoencoder_from else None
+    if earlier is not None and not earlier.is_file():
+        raise SarJaxError(f"--autoencoder-from {earlier}: no such file")
     studies = []
     for name, path in datasets:
-        run_dirs = train_models(config, overrides, out / f"models-{name}", path, args.latent_channels,
-                                args.ssim_weights)
-        studies.append(study(name, run_dirs))
+        run_dirs = {} if earlier else train_models(config, overrides, out / f"models-{name}", path,
+                                                   args.latent_channels, args.ssim_weights)
+        learned = train_learned(args.kinds, args.distortions, lambdas, learned_overrides, out / f"learned-{name}", path)
+        studies.append(study(name, run_dirs, learned, earlier))
         print(f"{name}: {len(studies[-1]['points'])} RD points", flush=True)
     result = {"command": "python -m benchmarks.rate_distortion " + " ".join(argv or sys.argv[1:]),
               "mode": "quick" if args.quick else "full", "config": config, "overrides": overrides,
               "latent_channels": list(args.latent_channels), "ssim_weights": list(args.ssim_weights),
+              "kinds": list(args.kinds), "distortions": list(args.distortions),
+              "lambdas": {d: list(lambdas[d]) for d in args.distortions}, "learned_overrides": learned_overrides,
+              "autoencoder_from": str(earlier) if earlier else None,
               "seconds": time.perf_counter() - t0, "studies": studies}
     write_json_atomic(out / "rd.json", result)
     write_text_atomic(out / "rd.md", markdown(result))

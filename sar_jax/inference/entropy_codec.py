@@ -167,12 +167,16 @@ class LearnedCodec:
         """y_hat (n, h, w, M) -> images clipped to [0, 1]."""
         return np.asarray(self.fns["synthesis"](self.run.variables, jnp.asarray(y_hat, jnp.float32)))
 
-    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, int]:
-        """A whole ``(H, W)`` image in [0, 1] (sides multiples of the model's ``DOWNSAMPLING``) -> (decoded
-        ``(H, W)`` from the bitstream, bytes of the bitstream)."""
+    def code(self, image: np.ndarray) -> tuple[np.ndarray, int, float]:
+        """A whole ``(H, W)`` image in [0, 1] (sides multiples of 16) -> (decoded ``(H, W)`` from its bitstreams,
+        their bytes, the likelihoods' estimate of their bits)."""
         coded = self.encode(self.analysis(image[None, :, :, None])[0])
         y_hat = self.decode(coded.streams, coded.shape)
-        return self.synthesis(y_hat[None])[0, ..., 0], coded.nbytes
+        return self.synthesis(y_hat[None])[0, ..., 0], coded.nbytes, coded.estimated_bits
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, int]:
+        """:meth:`code` without the estimate: (decoded image, bytes)."""
+        return self.code(image)[:2]
 
 
 @functools.cache
