@@ -8,7 +8,8 @@ Writes ``DIR/parity_report.json``, ``DIR/parity_report.md`` (check, quantity, to
 observed, pass) and ``DIR/lockstep.png``; exits 1 if any check fails. The checks themselves live
 in one module per family (:mod:`~sar_jax.parity.forward`, :mod:`~sar_jax.parity.losses`,
 :mod:`~sar_jax.parity.gradients`, :mod:`~sar_jax.parity.optimizer`, :mod:`~sar_jax.parity.plateau`,
-:mod:`~sar_jax.parity.lockstep`, :mod:`~sar_jax.parity.roundtrip`), shared with ``tests/parity``.
+:mod:`~sar_jax.parity.lockstep`, :mod:`~sar_jax.parity.roundtrip`; the learned codecs in
+:mod:`~sar_jax.parity.codec`, the U-Net in :mod:`~sar_jax.parity.unet`), shared with ``tests/parity``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sar_jax.core.cli import add_examples, add_version_arg
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import write_json_atomic, write_text_atomic
 from sar_jax.core.paths import SHARED_SAR_DIR
+from sar_jax.parity.codec import check_codec_forward, check_codec_lockstep
 from sar_jax.parity.forward import check_forward
 from sar_jax.parity.gradients import check_gradients
 from sar_jax.parity.lockstep import check_lockstep, lockstep, plot_lockstep
@@ -34,6 +36,7 @@ from sar_jax.parity.optimizer import check_optimizer
 from sar_jax.parity.plateau import check_plateau
 from sar_jax.parity.roundtrip import check_checkpoint_roundtrip, check_trained_psnr
 from sar_jax.parity.rows import failures
+from sar_jax.parity.unet import check_unet_forward, check_unet_lockstep
 
 NOTES = """\
 ## Notes
@@ -113,6 +116,11 @@ def run_all(out: Path, size: int = 256, steps: int = 50, sar_dir: Path | None = 
     rows += check_lockstep(result=lock_fast, info_only=True)
     extra["lockstep"] = {k: v for k, v in lock.items()}
     extra["lockstep_lr_1e-3"] = {k: v for k, v in lock_fast.items()}
+    for kind in ("factorized", "hyperprior"):
+        rows += run(f"9 {kind} forward", check_codec_forward, kind)
+    rows += run("9 hyperprior lockstep", check_codec_lockstep, "hyperprior")
+    rows += run("10 unet forward", check_unet_forward)
+    rows += run("10 unet lockstep", check_unet_lockstep)
     if training:
         with tempfile.TemporaryDirectory(prefix="sar_parity_") as tmp:
             rows += run("7 checkpoint round trip", check_checkpoint_roundtrip, Path(tmp) / "roundtrip")

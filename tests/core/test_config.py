@@ -41,11 +41,13 @@ def test_baseline_has_the_design_values():
     assert set(config) == SECTIONS
     raw = json.loads((CONFIG_DIR / "baseline.json").read_text())
     assert set(raw) == SECTIONS
-    assert {k: config["model"][k] for k in ("in_channels", "base_channels", "latent_channels",
+    assert {k: config["model"][k] for k in ("kind", "in_channels", "base_channels", "latent_channels",
                                             "kernel_size", "negative_slope")} == {
-        "in_channels": 1, "base_channels": 64, "latent_channels": 16, "kernel_size": 5,
+        "kind": "baseline", "in_channels": 1, "base_channels": 64, "latent_channels": 16, "kernel_size": 5,
         "negative_slope": 0.2}
-    assert config["loss"] == {"mse_weight": 0.5, "ssim_weight": 0.5, "ssim_window": 11}
+    assert {k: config["loss"][k] for k in ("kind", "mse_weight", "ssim_weight", "ssim_window")} == {
+        "kind": "combined", "mse_weight": 0.5, "ssim_weight": 0.5, "ssim_window": 11}
+    assert config["train"]["target"] == "input"
     t = config["train"]
     assert (t["epochs"], t["batch_size"], t["lr"], t["max_grad_norm"]) == (100, 8, 1e-4, 1.0)
     assert (t["lr_patience"], t["lr_factor"], t["early_stopping_patience"], t["seed"]) == (10, 0.5, 20, 0)
