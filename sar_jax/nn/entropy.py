@@ -11,9 +11,9 @@
   straight-through rounding ``y + stop_gradient(round(y - m) + m - y)`` for the decoder; eval mode
   returns ``round(y - m) + m`` and its likelihoods (m: the stop-gradiented medians, 0 for the
   Gaussian). ``round`` is round-half-to-even.
-- Coding tables, in numpy float64 from the parameters (deterministic): :func:`pmf_table` (the
-  bottleneck, CompressAI's ``update()``), :data:`SCALE_TABLE`, :func:`build_indexes` and
-  :func:`gaussian_pmf_table` (the Gaussian, indexed by scale).
+- The bottleneck's coding table, in numpy float64 from the parameters (deterministic):
+  :func:`pmf_table` (CompressAI's ``update()``); the Gaussian's tables are built by
+  :func:`sar_jax.codec.tables.gaussian_tables` at :data:`sar_jax.inference.entropy_codec.CODING_SCALES`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import erfc, expit, ndtri
+from scipy.special import expit
 
 from sar_jax.nn.gdn import lower_bound
 
@@ -35,8 +35,6 @@ INIT_SCALE = 10.0
 LIKELIHOOD_BOUND = 1e-9
 TAIL_MASS = 1e-9
 SCALE_BOUND = 0.11
-#: The Gaussian's coding scales: exp(linspace(log(0.11), log(256), 64)), float64.
-SCALE_TABLE = np.exp(np.linspace(math.log(SCALE_BOUND), math.log(256.0), 64))
 
 _HI = jax.lax.Precision.HIGHEST
 _LAYERS = len(FILTERS) + 1
@@ -196,27 +194,3 @@ def pmf_table(params: Mapping[str, Any]) -> PmfTable:
     tail_mass = expit(lower[:, 0]) + expit(-upper[rows, length - 1])
     return PmfTable(-minima, length, pmf, tail_mass)
 
-
-def build_indexes(scales: Any) -> np.ndarray:
-    """The :data:`SCALE_TABLE` index coding each scale (CompressAI's ``build_indexes``): start at 63
-    and subtract 1 for every table entry but the last that is >= max(scale, 0.11); int32."""
-    s = np.maximum(np.asarray(scales, np.float64), SCALE_BOUND)
-    indexes = np.full(s.shape, len(SCALE_TABLE) - 1, np.int32)
-    for t in SCALE_TABLE[:-1]:
-        indexes -= (s <= t).astype(np.int32)
-    return indexes
-
-
-def gaussian_pmf_table() -> PmfTable:
-    """The coding table of :class:`GaussianConditional`, one row per :data:`SCALE_TABLE` scale
-    (CompressAI's ``update()``): symbols s = round(y) in [-c, c], c = ceil(scale * -ndtri(1e-9 / 2)),
-    tail mass 2 Phi((-0.5 - c) / scale)."""
-    center = np.ceil(SCALE_TABLE * -ndtri(TAIL_MASS / 2)).astype(np.int64)
-    length = 2 * center + 1
-    k = np.arange(int(length.max()))
-    samples = np.abs(k[None, :] - center[:, None]).astype(np.float64)
-    scale = SCALE_TABLE[:, None]
-    lower = 0.5 * erfc((0.5 + samples) / scale / math.sqrt(2.0))
-    pmf = 0.5 * erfc(-(0.5 - samples) / scale / math.sqrt(2.0)) - lower
-    pmf[k[None, :] >= length[:, None]] = 0.0
-    return PmfTable(-center, length, pmf, 2 * lower[:, 0])

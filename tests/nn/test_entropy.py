@@ -12,11 +12,8 @@ import pytest
 from scipy.stats import norm
 
 from sar_jax.nn.entropy import (
-    SCALE_TABLE,
     EntropyBottleneck,
     GaussianConditional,
-    build_indexes,
-    gaussian_pmf_table,
     pmf_table,
 )
 
@@ -146,28 +143,3 @@ def test_gaussian_likelihoods_match_scipy():
     np.testing.assert_allclose(np.asarray(lik_t), norm.cdf(t + 0.5) - norm.cdf(t - 0.5), rtol=1e-5)
 
 
-def test_scale_table_and_indexes():
-    assert SCALE_TABLE.shape == (64,) and SCALE_TABLE.dtype == np.float64
-    np.testing.assert_allclose(SCALE_TABLE[[0, -1]], [0.11, 256.0], rtol=1e-12)
-    np.testing.assert_allclose(np.diff(np.log(SCALE_TABLE)), np.log(256 / 0.11) / 63, rtol=1e-9)
-    # index = 63 - #{table[:-1] entries >= max(scale, 0.11)}: each table scale maps to itself
-    np.testing.assert_array_equal(build_indexes(SCALE_TABLE), np.arange(64))
-    np.testing.assert_array_equal(build_indexes(SCALE_TABLE[:-1] * 1.0001), np.arange(1, 64))
-    np.testing.assert_array_equal(build_indexes(np.array([[0.0, 0.05, 1e4]], np.float32)), [[0, 0, 63]])
-    scales = np.random.default_rng(0).uniform(0.0, 300.0, size=500).astype(np.float32)
-    brute = np.array([63 - sum(max(float(s), 0.11) <= t for t in SCALE_TABLE[:-1]) for s in scales])
-    np.testing.assert_array_equal(build_indexes(scales), brute)
-
-
-def test_gaussian_pmf_table():
-    table = gaussian_pmf_table()
-    center = -table.offset
-    np.testing.assert_array_equal(center, np.ceil(SCALE_TABLE * -norm.ppf(0.5e-9)))
-    np.testing.assert_array_equal(table.length, 2 * center + 1)
-    np.testing.assert_allclose(table.pmf.sum(axis=1) + table.tail_mass, 1.0, atol=1e-12)
-    for i in (0, 20, 63):
-        s = np.arange(-center[i], center[i] + 1)
-        expected = norm.cdf((s + 0.5) / SCALE_TABLE[i]) - norm.cdf((s - 0.5) / SCALE_TABLE[i])
-        np.testing.assert_allclose(table.pmf[i, :s.size], expected, rtol=1e-9, atol=1e-15)
-        assert np.all(table.pmf[i, s.size:] == 0)
-        np.testing.assert_allclose(table.tail_mass[i], 2 * norm.cdf((-0.5 - center[i]) / SCALE_TABLE[i]), rtol=1e-9)
