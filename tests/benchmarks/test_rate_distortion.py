@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks import rate_distortion as rd
+from sar_jax.core.errors import SarJaxError
 from sar_jax.inference.latent import payload_bytes, quantize
 
 TINY = ["--set", "model.base_channels=4", "--set", "data.patch_size=32", "--set", "data.stride=16",
@@ -39,7 +40,8 @@ def test_flags_are_checked():
 @pytest.mark.slow
 def test_tiny_study_writes_curves_from_real_bytes(tmp_path, monkeypatch):
     out = tmp_path / "rd"
-    argv = ["--quick", "--data", "none", "--latent-channels", "4", "--ssim-weights", "0.5,0", "--out", str(out)] + TINY
+    argv = ["--quick", "--data", "none", "--latent-channels", "4", "--ssim-weights", "0.5,0", "--kinds", "none",
+            "--out", str(out)] + TINY
     assert rd.main(argv) == 0
     result = json.loads((out / "rd.json").read_text())
     (study,) = result["studies"]
@@ -70,3 +72,36 @@ def test_tiny_study_writes_curves_from_real_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr("sar_jax.training.sweep.train_and_score",
                         lambda *a: pytest.fail("a finished model was trained again"))
     assert rd.main(argv) == 0
+
+
+@pytest.mark.slow
+def test_learned_codecs_join_an_earlier_study(tmp_path):
+    """The learned codecs' curves from real bitstreams beside an earlier run's autoencoder points, which are
+    taken only once the classical codecs reproduce that run's own points."""
+    tiny64 = [a.replace("data.patch_size=32", "data.patch_size=64").replace("data.scene_size=64", "data.scene_size=128")
+              .replace("data.stride=16", "data.stride=32") for a in TINY]
+    first = tmp_path / "first"
+    assert rd.main(["--quick", "--data", "none", "--latent-channels", "4", "--kinds", "none", "--out", str(first)]
+                   + tiny64) == 0
+    out = tmp_path / "learned"
+    argv = ["--quick", "--data", "none", "--autoencoder-from", str(first / "rd.json"), "--lambdas", "20,2000",
+            "--out", str(out), "--learned-set", "model.N=8", "--learned-set", "model.M=8"] + tiny64
+    assert rd.main(argv) == 0
+    (study,) = json.loads((out / "rd.json").read_text())["studies"]
+    (earlier,) = json.loads((first / "rd.json").read_text())["studies"]
+    auto = [p for p in study["points"] if p["codec"].startswith("autoencoder")]
+    assert auto == [p for p in earlier["points"] if p["codec"].startswith("autoencoder")] and auto
+    for kind in ("factorized", "hyperprior"):
+        pts = sorted((p for p in study["points"] if p["codec"] == rd.learned_label(kind, "mse")),
+                     key=lambda p: p["setting"])
+        assert [p["setting"] for p in pts] == [20.0, 2000.0]
+        for p in pts:  # real bytes: at least the estimate (the coder cannot beat the model's likelihoods by much)
+            assert p["bpp"] == pytest.approx(8 * p["bytes"] / study["pixels"])
+            assert 0.98 * p["estimated_bpp"] <= p["bpp"] <= 1.5 * p["estimated_bpp"] + 8 * 64 / study["pixels"]
+    # another study's regions are refused
+    other = tmp_path / "other.json"
+    bad = json.loads((first / "rd.json").read_text())
+    bad["studies"][0]["points"][0]["bytes"] += 1
+    other.write_text(json.dumps(bad))
+    with pytest.raises(SarJaxError, match="test regions differ"):
+        rd.main(argv[:4] + [str(other)] + argv[5:])
