@@ -1,4 +1,4 @@
-"""Despeckling comparisons for ``evaluate``: the autoencoder and the classical SAR filters (boxcar and
+"""Despeckling comparisons for ``evaluate``: the model (any ``model.kind``) and the classical SAR filters (boxcar and
 Lee, windows 5 and 7) scored against the noisy input and, on synthetic data, against the speckle-free
 reflectivity the scenes were made from (``--reference clean``).
 
@@ -76,14 +76,16 @@ def filtered(x_lin: np.ndarray, units: str, kind: str, window: int, looks: float
 
 def comparison_rows(x: np.ndarray, x_hat: np.ndarray, x_lin: np.ndarray, x_hat_lin: np.ndarray,
                     params: dict[str, Any], *, clean: np.ndarray | None, baselines: bool, looks: float,
-                    ssim_window: int, ms_window: int | None, batch: int) -> list[dict[str, Any]]:
-    """One row per method (autoencoder, the unfiltered input when ``clean`` is given, the filters when
-    ``baselines``): mean scores against the input and against ``clean``, and the mean ENL ratio."""
+                    ssim_window: int, ms_window: int | None, batch: int,
+                    model_name: str = "autoencoder") -> list[dict[str, Any]]:
+    """One row per method (the model, named ``model_name``, the unfiltered input when ``clean`` is given,
+    the filters when ``baselines``): mean scores against the input and against ``clean``, and the mean
+    ENL ratio."""
     units = params["mode"]
     if baselines and sar_stats.enl_unavailable_reason(units):
         raise SarJaxError(f"baselines: the classical filters work on linear intensity; {units} values have "
                           "no calibration back to it")
-    methods = [("autoencoder", x_hat, x_hat_lin)]
+    methods = [(model_name, x_hat, x_hat_lin)]
     if clean is not None:
         methods.append(("input (unfiltered)", x, x_lin))
     if baselines:

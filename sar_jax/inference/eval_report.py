@@ -20,36 +20,70 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _kind(report: dict[str, Any]) -> str:
+    return report.get("model_kind", "baseline")
+
+
+def _codec(report: dict[str, Any]) -> bool:
+    return "bitstream_bits_per_pixel" in report
+
+
 def summary_table(report: dict[str, Any]) -> str:
-    """Markdown table: one row per source plus the average."""
+    """Markdown table: one row per source plus the average; the codecs' rates (estimated and bitstream)
+    before the compression ratio, and no ratio for a model without a latent (the U-Net)."""
+    codec, has_ratio = _codec(report), report["compression_ratio"] is not None
     head = ("| images | n | MSE | PSNR (dB) | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio "
-            "| mean ratio w/o bias corr. | CR |")
-    lines = [head, "|" + "---|" * 12]
+            "| mean ratio w/o bias corr. |" + (" bpp (est.) | bpp (bitstream) |" if codec else "")
+            + (" CR |" if has_ratio else ""))
+    lines = [head, "|" + "---|" * (11 + 2 * codec + has_ratio)]
     entries = list(report["per_source"].items())
     if len(entries) > 1 or not entries:
         entries.append(("**average**", {"num_images": report["num_images"], **report["average"]}))
     else:
         entries = [(f"{entries[0][0]} (average)", entries[0][1])]
     for name, m in entries:
+        rate = ""
+        if codec:
+            ratio = report["input_bits_per_pixel"] / m["bpp_bitstream"]
+            rate = f" {_fmt(m['bpp'], 4)} | {_fmt(m['bpp_bitstream'], 4)} | {ratio:.1f} |"
+        elif has_ratio:
+            rate = f" {report['compression_ratio']:.1f} |"
         lines.append(f"| {name} | {m['num_images']} | {_fmt(m['mse'], 5)} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'])} |"
                      f" {_fmt(m['ms_ssim'])} | {_fmt(m['enl_input'], 2)} | {_fmt(m['enl_recon'], 2)} |"
                      f" {_fmt(m['enl_ratio'], 3)} | {_fmt(m['mean_ratio'], 4)} | {_fmt(m['mean_ratio_uncorrected'], 4)}"
-                     f" | {report['compression_ratio']:.1f} |")
+                     f" |{rate}")
     return "\n".join(lines)
+
+
+def _model_lines(report: dict[str, Any]) -> list[str]:
+    """The report's title and its line on the latent and the rate."""
+    bits = report["input_bits_per_pixel"]
+    if _kind(report) == "baseline":
+        return ["# SAR autoencoder evaluation",
+                f"- latent {report['latent_shape']} {report['latent_dtype']}; input {bits} bits/px;"
+                f" compression ratio {report['compression_ratio']:.1f} : 1"]
+    if _codec(report):
+        return [f"# SAR learned codec evaluation ({_kind(report)})",
+                f"- latent y {report['latent_shape']} rounded and entropy-coded: {report['latent_bits_per_pixel']:.4f}"
+                f" bpp estimated from the likelihoods, {report['bitstream_bits_per_pixel']:.4f} bpp in real bitstreams;"
+                f" input {bits} bits/px; compression ratio {report['compression_ratio']:.1f} : 1 (bitstream)"]
+    return ["# SAR despeckling U-Net evaluation",
+            f"- no latent: the U-Net outputs the image itself, nothing is compressed; input {bits} bits/px"]
 
 
 def markdown_report(report: dict[str, Any]) -> str:
     """The human-readable report."""
     p = report["preprocessing_params"]
+    title, model_line = _model_lines(report)
+    codec = _codec(report)
     lines = [
-        "# SAR autoencoder evaluation", "",
+        title, "",
         f"- checkpoint: `{report['checkpoint']}` (best, epoch {report['epoch']}), framework **{report['framework']}**",
         f"- data: {report['data']}; {report['num_images']} images of {report['image_size'][0]} px,"
         f" units {report['units']}",
         f"- preprocessing (checkpoint's): mode {p['mode']}, clip [{p['vmin']:.3f}, {p['vmax']:.3f}]"
         f" ({'8-bit values' if p['mode'] == 'log8' else 'dB'})",
-        f"- latent {report['latent_shape']} {report['latent_dtype']}; input {report['input_bits_per_pixel']} bits/px;"
-        f" compression ratio {report['compression_ratio']:.1f} : 1",
+        model_line,
         f"- SSIM window {report['ssim_window']}; MS-SSIM window {report['ms_ssim_window']}"
         f" ({report['ms_ssim_implementation']})", "",
         "## Summary", "", summary_table(report), "",
@@ -60,14 +94,16 @@ def markdown_report(report: dict[str, Any]) -> str:
           if report["comparisons"] else []),
         "## Notes", "", *[f"- {n}" for n in report["notes"]], "",
         "## Per image", "",
-        "| image | MSE | PSNR | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio |",
-        "|" + "---|" * 9,
+        "| image | MSE | PSNR | SSIM | MS-SSIM | ENL in | ENL out | ENL ratio | mean ratio |"
+        + (" bpp (est.) | bpp (bitstream) |" if codec else ""),
+        "|" + "---|" * (9 + 2 * codec),
     ]
     for r in report["per_image"][:MD_MAX_ROWS]:
         lines.append(f"| {r['name']} | {_fmt(r['mse'], 5)} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'])}"
                      f" | {_fmt(r['ms_ssim'])}"
                      f" | {_fmt(r['enl_input'], 2)} | {_fmt(r['enl_recon'], 2)} | {_fmt(r['enl_ratio'], 3)}"
-                     f" | {_fmt(r['mean_ratio'], 4)} |")
+                     f" | {_fmt(r['mean_ratio'], 4)} |"
+                     + (f" {_fmt(r['bpp'], 4)} | {_fmt(r['bpp_bitstream'], 4)} |" if codec else ""))
     if len(report["per_image"]) > MD_MAX_ROWS:
         lines.append(f"\n({len(report['per_image']) - MD_MAX_ROWS} more images in report.json)")
     return "\n".join(lines) + "\n"

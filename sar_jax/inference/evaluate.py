@@ -1,4 +1,4 @@
-"""Evaluate a trained SAR autoencoder: image quality, SAR statistics and compression.
+"""Evaluate a trained SAR model (any ``model.kind``): image quality, SAR statistics and compression.
 
     python -m sar_jax.evaluate --checkpoint RUN_DIR [--data PATH] [--out DIR] [--framework jax|torch]
 
@@ -27,6 +27,16 @@ Per image (patch) and on average:
   (``--latent-dtype``, float16 by default). The reconstruction is decoded from the latent cast to
   that precision, so the quality numbers match the ratio.
 
+That is the baseline autoencoder (``model.kind: baseline``). The other kinds are run in eval mode with
+their output clipped to [0, 1] (``sar_jax.inference.run.image_fn``; ``--latent-dtype`` does not apply):
+
+- ``factorized`` / ``hyperprior`` (learned codecs, latents rounded): the rate estimated from the
+  likelihoods, ``bpp = sum(-log2 p) / pixels`` per image, and the real one, ``bpp_bitstream`` = 8 x the
+  bytes of each image coded alone by :class:`sar_jax.inference.entropy_codec.LearnedCodec` / pixels
+  (``bitstream_max_abs_diff``: its decoded images against the reported reconstructions); the
+  compression ratio is the input's bits over the bitstream's;
+- ``unet`` (despeckling): no latent, so no rate and no compression ratio (null).
+
 Writes ``report.json``, ``report.md`` and ``panels.png`` (input | reconstruction | |difference|
 | histograms) under ``--out`` (default ``RUN_DIR/eval-<framework>``) and prints the summary.
 """
@@ -46,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from sar_jax.core.cli import add_examples, add_input_units_args, add_version_arg, flag_names
+from sar_jax.core.config import CODEC_KINDS
 from sar_jax.core.errors import SarJaxError
 from sar_jax.data.patches import Region, extract_patches
 from sar_jax.data.preprocess import denormalize, log_bias_db, normalize
@@ -60,6 +71,9 @@ QUALITY_KEYS = ("mse", "psnr", "ssim", "ms_ssim")
 SAR_KEYS = ("enl_input", "enl_recon", "enl_ratio", "mean_ratio")
 RATIO_KEYS = ("mean_ratio_uncorrected",)
 METRIC_KEYS = QUALITY_KEYS + SAR_KEYS + RATIO_KEYS
+RATE_KEYS = ("bpp", "bpp_bitstream")  # the learned codecs: estimated from the likelihoods, real bitstream
+MODEL_NAMES = {"baseline": "autoencoder", "factorized": "factorized codec", "hyperprior": "hyperprior codec",
+               "unet": "U-Net"}
 
 
 @dataclass
@@ -139,60 +153,138 @@ def load_eval_set(run: Any, data: str | None, units: str | None = None, allow_cl
 # --------------------------------------------------------------------------- frameworks
 
 
+def model_kind(run: Any) -> str:
+    """The run's ``model.kind`` (checkpoints from before the kinds are the baseline)."""
+    return run.config["model"].get("kind", "baseline")
+
+
+def bits_per_pixel(likelihoods: Sequence[np.ndarray], pixels: int) -> np.ndarray:
+    """Per image ``sum(-log2 p) / pixels`` over every likelihood array (batch first), in float64."""
+    return sum(-np.log2(np.asarray(p, np.float64)).reshape(len(p), -1).sum(axis=1) for p in likelihoods) / pixels
+
+
 def run_jax(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_window: int,
-            ms_window: int | None) -> tuple[np.ndarray, tuple[int, ...], dict[str, np.ndarray]]:
-    """Reconstruct through the Flax model; quality metrics in JAX (dm-pix SSIM, JAX MS-SSIM)."""
+            ms_window: int | None) -> tuple[np.ndarray, tuple[int, ...] | None, dict[str, np.ndarray]]:
+    """Reconstruct through the Flax model; quality metrics in JAX (dm-pix SSIM, JAX MS-SSIM). Returns
+    ``(x_hat, latent shape or None, metrics)``, the codecs' metrics with ``bpp`` (estimated)."""
     import jax.numpy as jnp
 
     from sar_jax.inference import run as inference
     from sar_jax.inference.comparisons import image_scores
 
-    encode, decode = inference.encode_fn(run.model), inference.decode_fn(run.model)
-    dtype = jnp.float16 if latent_dtype == "float16" else jnp.float32
+    kind = model_kind(run)
     keys = ["mse", "psnr", "ssim"] + (["ms_ssim"] if ms_window is not None else [])
+    if kind == "baseline":
+        encode, decode = inference.encode_fn(run.model), inference.decode_fn(run.model)
+        dtype = jnp.float16 if latent_dtype == "float16" else jnp.float32
+
+        def step(batch):
+            z = encode(run.variables, batch)
+            x_hat = decode(run.variables, z.astype(dtype))
+            metrics = image_scores(x_hat, batch, ssim_window, ms_window)
+            return (x_hat, z, *(metrics[k] for k in keys))
+
+        outs = inference.batched(step, x, batch_size)
+        return outs[0], tuple(outs[1].shape[1:]), dict(zip(keys, outs[2:]))
+    if kind in CODEC_KINDS:
+        forward = inference.reconstruct_fn(run.model)
+
+        def step(batch):
+            x_hat, likelihoods = forward(run.variables, batch)
+            x_hat = jnp.clip(x_hat, 0.0, 1.0)  # image_fn's output
+            metrics = image_scores(x_hat, batch, ssim_window, ms_window)
+            return (x_hat, *(metrics[k] for k in keys), *(likelihoods[n] for n in sorted(likelihoods)))
+
+        outs = inference.batched(step, x, batch_size)
+        quality = dict(zip(keys, outs[1:len(keys) + 1]))
+        quality["bpp"] = bits_per_pixel(outs[len(keys) + 1:], x.shape[1] * x.shape[2])
+        return outs[0], tuple(outs[len(keys) + 1].shape[1:]), quality
+    image = inference.image_fn(run.model)
 
     def step(batch):
-        z = encode(run.variables, batch)
-        x_hat = decode(run.variables, z.astype(dtype))
+        x_hat = image(run.variables, batch)
         metrics = image_scores(x_hat, batch, ssim_window, ms_window)
-        return (x_hat, z, *(metrics[k] for k in keys))
+        return (x_hat, *(metrics[k] for k in keys))
 
     outs = inference.batched(step, x, batch_size)
-    return outs[0], tuple(outs[1].shape[1:]), dict(zip(keys, outs[2:]))
+    return outs[0], None, dict(zip(keys, outs[1:]))
+
+
+def torch_model(run: Any) -> Any:
+    """The run's ``sar_torch_ref`` twin with the checkpoint's weights (converted from Flax), in eval mode."""
+    kind, cfg = model_kind(run), run.config["model"]
+    if kind == "baseline":
+        from sar_jax.parity.convert import flax_to_torch
+        from sar_torch_ref.models.autoencoder import SARAutoencoder
+
+        model, state = SARAutoencoder(cfg), flax_to_torch(run.variables, model_cfg=cfg)
+    elif kind in CODEC_KINDS:
+        from sar_jax.parity import convert_codec
+        from sar_torch_ref.models.compression import FactorizedPrior, ScaleHyperprior
+
+        model = (FactorizedPrior if kind == "factorized" else ScaleHyperprior)(cfg)
+        state = convert_codec.flax_to_torch(run.variables, kind, cfg)
+    elif kind == "unet":
+        from sar_jax.parity import convert_unet
+        from sar_torch_ref.models.unet import UNet
+
+        model, state = UNet(cfg), convert_unet.flax_to_torch(run.variables, cfg)
+    else:
+        raise SarJaxError(f"checkpoint {run.run_dir}: model.kind {kind!r} has no sar_torch_ref twin; "
+                          "use --framework jax")
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def run_torch(run: Any, x: np.ndarray, latent_dtype: str, batch_size: int, ssim_window: int,
-              ms_window: int | None) -> tuple[np.ndarray, tuple[int, ...], dict[str, np.ndarray]]:
-    """The same through ``sar_torch_ref`` (weights converted with ``flax_to_torch``); SSIM and
+              ms_window: int | None) -> tuple[np.ndarray, tuple[int, ...] | None, dict[str, np.ndarray]]:
+    """The same through ``sar_torch_ref`` (weights converted from the Flax checkpoint); SSIM and
     MS-SSIM from pytorch-msssim."""
     import pytorch_msssim
     import torch
 
-    from sar_jax.parity.convert import flax_to_torch
     from sar_torch_ref.evaluation.metrics import per_image_metrics
-    from sar_torch_ref.models.autoencoder import SARAutoencoder
 
-    model = SARAutoencoder(run.config["model"])
-    model.load_state_dict(flax_to_torch(run.variables, model_cfg=run.config["model"]))
-    model.eval()
+    kind = model_kind(run)
+    model = torch_model(run)
     dtype = torch.float16 if latent_dtype == "float16" else torch.float32
     loss_cfg = dict(run.config["loss"], ssim_window=ssim_window)
     x_hats, zs, parts = [], [], []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size].transpose(0, 3, 1, 2)))
-            z = model.encoder(xb)
-            x_hat = model.decoder(z.to(dtype).to(torch.float32))
+            if kind == "baseline":
+                z = model.encoder(xb)
+                x_hat = model.decoder(z.to(dtype).to(torch.float32))
+            else:
+                x_hat, likelihoods = model(xb)
+                x_hat = x_hat.clamp(0.0, 1.0)
+                z = likelihoods.get("y")
             m = per_image_metrics(x_hat, xb, loss_cfg)
             part = {k: m[k].numpy() for k in ("mse", "psnr", "ssim")}
             if ms_window is not None:
                 part["ms_ssim"] = pytorch_msssim.ms_ssim(x_hat, xb, data_range=1.0, size_average=False,
                                                          win_size=ms_window).numpy()
+            if kind in CODEC_KINDS:
+                part["bpp"] = bits_per_pixel([likelihoods[n].numpy() for n in sorted(likelihoods)],
+                                             xb.shape[2] * xb.shape[3])
             parts.append(part)
             x_hats.append(x_hat.numpy().transpose(0, 2, 3, 1))
-            zs.append(z.numpy().transpose(0, 2, 3, 1))
+            if z is not None:
+                zs.append(z.numpy().transpose(0, 2, 3, 1))
     metrics = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return np.concatenate(x_hats), tuple(zs[0].shape[1:]), metrics
+    return np.concatenate(x_hats), tuple(zs[0].shape[1:]) if zs else None, metrics
+
+
+def bitstream_bpp(run: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image of ``x`` (N, H, W, 1) coded alone to a real bitstream
+    (:class:`~sar_jax.inference.entropy_codec.LearnedCodec`): ``(bits per pixel (N,), decoded (N, H, W, 1))``."""
+    from sar_jax.inference.entropy_codec import LearnedCodec
+
+    codec = LearnedCodec(run)
+    coded = [codec(image) for image in x[..., 0]]
+    bpp = np.array([8.0 * nbytes for _, nbytes in coded]) / (x.shape[1] * x.shape[2])
+    return bpp, np.stack([decoded for decoded, _ in coded])[..., None]
 
 
 # --------------------------------------------------------------------------- report
@@ -243,14 +335,26 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     ssim_window = min(run.config["loss"]["ssim_window"], size - (1 - size % 2))
     ms_window = ms_ssim_window(size)
     batch = batch_size or run.config["train"]["batch_size"]
+    kind = model_kind(run)
+    step = int(run.model.DOWNSAMPLING)
+    if size % step:
+        raise SarJaxError(f"checkpoint {checkpoint}: model.kind {kind} needs images whose sides are multiples of "
+                          f"{step} px; these are {size} px (data.patch_size)")
     runner = run_jax if framework == "jax" else run_torch
     x_hat, latent_shape, quality = runner(run, es.images, latent_dtype, batch, ssim_window, ms_window)
+    bitstream_diff = None
+    if kind in CODEC_KINDS:
+        quality["bpp_bitstream"], decoded = bitstream_bpp(run, es.images)
+        bitstream_diff = float(np.max(np.abs(decoded - x_hat)))
     x_lin = es.raw if es.raw is not None else denormalize(es.images[..., 0], es.params, bias_correction=False)
     x_hat_lin = denormalize(x_hat[..., 0], es.params)  # with the log-domain bias correction
     x_hat_raw = denormalize(x_hat[..., 0], es.params, bias_correction=False)
-    latent_bpp = sar_stats.latent_bits_per_pixel(size * size, latent_elements=int(np.prod(latent_shape)),
-                                                 latent_dtype=latent_dtype)
-    ratio = es.input_bits / latent_bpp
+    metric_keys = METRIC_KEYS + (RATE_KEYS if kind in CODEC_KINDS else ())
+    latent_bpp = ratio = None
+    if kind == "baseline":
+        latent_bpp = sar_stats.latent_bits_per_pixel(size * size, latent_elements=int(np.prod(latent_shape)),
+                                                     latent_dtype=latent_dtype)
+        ratio = es.input_bits / latent_bpp
     rows = []
     for k, name in enumerate(es.names):
         sar = sar_stats.sar_statistics(x_lin[k], x_hat_lin[k], es.params["mode"],
@@ -261,33 +365,46 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
         mean_in = float(np.mean(x_lin[k], dtype=np.float64))
         row["mean_ratio_uncorrected"] = _clean(float(np.mean(x_hat_raw[k], dtype=np.float64)) / mean_in
                                                if mean_in > 0 else None)
-        row["compression_ratio"] = ratio
+        if kind in CODEC_KINDS:
+            row.update({key: _clean(quality[key][k]) for key in RATE_KEYS})
+            row["compression_ratio"] = es.input_bits / row["bpp_bitstream"]
+        elif kind == "baseline":
+            row["compression_ratio"] = ratio
         rows.append(row)
-    average = {key: _mean([r[key] for r in rows]) for key in METRIC_KEYS}
+    average = {key: _mean([r[key] for r in rows]) for key in metric_keys}
     comparisons = None
     if reference == "clean" or baselines:
         clean = clean_patches(run.config, es.windows, es.params) if reference == "clean" else None
         looks = (run.config["data"]["looks"] if run.config["data"]["source"] == "synthetic"
                  else max(1.0, average["enl_input"] or 1.0))
         comparisons = comparison_rows(es.images, x_hat, x_lin, x_hat_lin, es.params, clean=clean, baselines=baselines,
-                                      looks=looks, ssim_window=ssim_window, ms_window=ms_window, batch=batch)
-    average["compression_ratio"] = ratio
+                                      looks=looks, ssim_window=ssim_window, ms_window=ms_window, batch=batch,
+                                      model_name=MODEL_NAMES[kind])
+    if kind in CODEC_KINDS:
+        latent_bpp = average["bpp"]
+        ratio = es.input_bits / average["bpp_bitstream"]
+    if kind != "unet":
+        average["compression_ratio"] = ratio
     per_source = {}
     for src in dict.fromkeys(es.sources):
         sel = [r for r in rows if r["source"] == src]
-        per_source[src] = {"num_images": len(sel), **{key: _mean([r[key] for r in sel]) for key in METRIC_KEYS}}
+        per_source[src] = {"num_images": len(sel), **{key: _mean([r[key] for r in sel]) for key in metric_keys}}
     report = {
         "checkpoint": str(Path(checkpoint).resolve()), "which": "best", "epoch": run.epoch,
-        "step": run.metadata.get("step"), "framework": framework, "data": es.description,
+        "step": run.metadata.get("step"), "framework": framework,
+        **({} if kind == "baseline" else {"model_kind": kind}), "data": es.description,
         "units": es.params["mode"], "preprocessing_params": es.params, "image_size": [size, size],
-        "num_images": len(rows), "latent_dtype": latent_dtype, "latent_shape": list(latent_shape),
+        "num_images": len(rows), "latent_dtype": latent_dtype if kind == "baseline" else None,
+        "latent_shape": None if latent_shape is None else list(latent_shape),
         "input_bits_per_pixel": es.input_bits, "latent_bits_per_pixel": latent_bpp,
+        **({"bitstream_bits_per_pixel": average["bpp_bitstream"], "bitstream_max_abs_diff": bitstream_diff}
+           if kind in CODEC_KINDS else {}),
         "compression_ratio": ratio, "ssim_window": ssim_window,
         "ms_ssim_window": ms_window, "log_bias_db": log_bias_db(es.params),
         "clipped_fraction": es.clipped_fraction, "skipped_no_data_patches": es.skipped_patches,
         "ms_ssim_implementation": ("pytorch_msssim.ms_ssim" if framework == "torch"
                                    else "sar_jax.metrics.ssim.ms_ssim_per_image (JAX port of pytorch_msssim.ms_ssim)"),
-        "notes": _notes(es, ms_window, size),
+        "notes": _notes(es, ms_window, size, kind),
         "reference": reference, "comparisons": comparisons,
         "average": average, "per_source": per_source, "per_image": rows,
         "seconds": time.perf_counter() - t0,
@@ -305,8 +422,14 @@ def evaluate(checkpoint: str | Path, data: str | None = None, out: str | Path | 
     return report
 
 
-def _notes(es: EvalSet, ms_window: int | None, size: int) -> list[str]:
+def _notes(es: EvalSet, ms_window: int | None, size: int, kind: str = "baseline") -> list[str]:
     notes = []
+    if kind in CODEC_KINDS:
+        notes.append("rate: bpp is estimated from the likelihoods of the rounded latents (sum of -log2 p over "
+                     "pixels); bpp_bitstream codes each image alone to a real bitstream (its framing paid per "
+                     "image), and the compression ratio uses it")
+    elif kind == "unet":
+        notes.append("the U-Net is a despeckler, not a codec: it has no latent, so no rate or compression ratio")
     if ms_window is None:
         notes.append(f"MS-SSIM is null: {size} px images are too small for its 4 downsamplings "
                      "(needs > 32 px with a 3 px window)")
@@ -332,8 +455,9 @@ def _notes(es: EvalSet, ms_window: int | None, size: int) -> list[str]:
         notes.append(f"mean ratio with the checkpoint's log-domain bias correction ({log_bias_db(es.params):+.2f} dB, "
                      "fitted on its training split); mean_ratio_uncorrected without it")
     if es.phase_dropped:
-        notes.append(f"the input is complex ({es.input_bits} bits/px with phase); the phase was dropped, so the "
-                     "compression ratio compares against bits the model never sees")
+        notes.append(f"the input is complex ({es.input_bits} bits/px with phase); the phase was dropped"
+                     + (", so the compression ratio compares against bits the model never sees"
+                        if kind != "unet" else ""))
     return notes
 
 

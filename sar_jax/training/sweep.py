@@ -4,7 +4,9 @@
                             [--data PATH] [--out DIR] [--num-processes N --process-id I]
 
 Each combination trains into ``DIR/<key=value,...>/`` (sequentially in one process, or split over
-processes or SLURM array tasks with no coordination) and is evaluated on its test split; its row
+processes or SLURM array tasks with no coordination) and is evaluated on its test split (any
+``model.kind``; the rate: the baseline's int8 latents of the whole test regions, the learned codecs'
+real bitstreams of the test patches, none for the U-Net); its row
 is stored in that folder's ``sweep_row.json``, so a re-run skips finished runs and resumes
 interrupted ones. The process that finds every row present writes ``DIR/sweep.json``,
 ``sweep.md`` and ``sweep.png``. A failing run is reported in one line and the others go on.
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sar_jax.core.cli import add_examples, add_version_arg, process_share
-from sar_jax.core.config import load_config, parse_override
+from sar_jax.core.config import CODEC_KINDS, load_config, parse_override
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import write_json_atomic, write_text_atomic
 from sar_jax.core.visualize import save_figure
@@ -76,9 +78,15 @@ def train_and_score(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     report = evaluate(run_dir, out=run_dir / "eval-jax", reference="clean" if synthetic else "input")
     avg = report["average"]
     clean = report["comparisons"][0]["psnr_vs_clean"] if synthetic else None
-    return {"best_epoch": summary["best_epoch"], "val_loss": summary["best_val_loss"],
-            "psnr": avg["psnr"], "ssim": avg["ssim"], "ms_ssim": avg["ms_ssim"], "enl_ratio": avg["enl_ratio"],
-            "psnr_vs_clean": clean, "bpp": int8_latent_bpp(load_run(run_dir))}
+    row = {"best_epoch": summary["best_epoch"], "val_loss": summary["best_val_loss"],
+           "psnr": avg["psnr"], "ssim": avg["ssim"], "ms_ssim": avg["ms_ssim"], "enl_ratio": avg["enl_ratio"],
+           "psnr_vs_clean": clean}
+    kind = config["model"]["kind"]
+    if kind == "baseline":
+        return dict(row, bpp=int8_latent_bpp(load_run(run_dir)))
+    if kind in CODEC_KINDS:
+        return dict(row, bpp=avg["bpp_bitstream"], rate="bitstream")
+    return dict(row, bpp=None, rate="none")
 
 
 def run_sweep(config_name: str, grid: list[tuple[str, list[Any]]], overrides: Sequence[str], out: Path,
@@ -111,9 +119,12 @@ def run_sweep(config_name: str, grid: list[tuple[str, list[Any]]], overrides: Se
 
 
 def markdown_table(grid: list[tuple[str, list[Any]]], rows: list[dict[str, Any]]) -> str:
-    """One row per run: the grid values and the scores."""
+    """One row per run: the grid values and the scores; with runs of other kinds than the baseline, the
+    bpp column is headed ``bpp`` and a ``rate`` column says what it measures."""
     keys = [k for k, _ in grid]
-    head = keys + ["best epoch", "val loss", "PSNR", "SSIM", "MS-SSIM", "ENL ratio", "PSNR vs clean", "bpp (int8)"]
+    rated = any("rate" in r for r in rows)
+    head = keys + ["best epoch", "val loss", "PSNR", "SSIM", "MS-SSIM", "ENL ratio", "PSNR vs clean",
+                   "bpp" if rated else "bpp (int8)"] + (["rate"] if rated else [])
 
     def fmt(v: Any) -> str:
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -121,7 +132,11 @@ def markdown_table(grid: list[tuple[str, list[Any]]], rows: list[dict[str, Any]]
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(fmt(r[k]) for k in keys + list(METRICS)) + " |" for r in rows]
+    def cells(r: dict[str, Any]) -> list[str]:
+        values = [fmt(r[k]) for k in keys + list(METRICS)]
+        return values + [r.get("rate", "int8 latent")] if rated else values
+
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
