@@ -139,8 +139,10 @@ def decode_bitstream(sarc_path: str | Path, output: str | Path, *, checkpoint: s
         y_hat = codec.decode({k: streams[k] for k in codec.tables}, cells)
         valid = None
         if "valid" in streams:
-            valid = np.unpackbits(np.frombuffer(zlib.decompress(streams["valid"]), np.uint8),
-                                  count=h * w).reshape(h, w).astype(bool)
+            packed = zlib.decompress(streams["valid"])
+            if len(packed) != -(-h * w // 8):
+                raise ValueError(f"the no-data mask holds {len(packed)} bytes, expected {-(-h * w // 8)}")
+            valid = np.unpackbits(np.frombuffer(packed, np.uint8), count=h * w).reshape(h, w).astype(bool)
     except (KeyError, ValueError, zlib.error, SarJaxError) as exc:
         detail = f"missing stream {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:200]
         raise SarJaxError(f"{what}: cannot decode its streams ({detail})") from None
@@ -177,9 +179,13 @@ def decode_bitstream(sarc_path: str | Path, output: str | Path, *, checkpoint: s
 
 def reconstruct_coded(run: Any, input_path: str | Path, output: str | Path, sarc_path: str | Path,
                       **kwargs: Any) -> dict[str, Any]:
-    """Encode a scene into ``sarc_path`` and decode that file into ``output``."""
+    """Encode a scene into ``sarc_path`` and decode that file into ``output`` (both, or neither if this fails)."""
     summary = encode_scene(run, input_path, sarc_path, **kwargs)
-    decoded = decode_bitstream(sarc_path, output, tile=kwargs["tile"], halo=kwargs["halo"],
-                               batch_size=kwargs["batch_size"], progress=kwargs["progress"], run=run)
+    try:
+        decoded = decode_bitstream(sarc_path, output, tile=kwargs["tile"], halo=kwargs["halo"],
+                                   batch_size=kwargs["batch_size"], progress=kwargs["progress"], run=run)
+    except BaseException:
+        Path(sarc_path).unlink(missing_ok=True)
+        raise
     return {"input": str(input_path), **decoded, **summary, "latent": summary["bitstream"],
             "latent_bytes": summary["bitstream_bytes"], "seconds": summary["encode_seconds"] + decoded["seconds"]}

@@ -133,12 +133,13 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
                                  units=units, band=band, allow_clipping=allow_clipping, progress=progress)
     if save_latent and kind != "baseline":
         raise SarJaxError(f"--save-latent: model.kind {kind!r} has no latent to save (checkpoint {run.run_dir})")
+    if save_latent and Path(save_latent).suffix.lower() not in (".tif", ".tiff"):
+        raise SarJaxError(f"latent {save_latent}: expected a .tif file name (model.kind {kind!r}'s latent is a "
+                          "GeoTIFF; .sarc bitstreams need model.kind factorized or hyperprior)")
     halo = default_halo(run.config["model"]) if halo is None else halo
     raster, params, fill = open_scene(run, input_path, units, band, allow_clipping)
     out_path = check_output_path(output, params["mode"])
     latent_path = check_output_path(save_latent, "float32", "latent") if save_latent else None
-    if latent_path is not None and latent_path.suffix.lower() not in (".tif", ".tiff"):
-        raise SarJaxError(f"latent {latent_path}: expected a .tif file name (the latent is a GeoTIFF)")
     h, w = raster.height, raster.width
     grid = TileGrid.create(h, w, tile, halo)
 
