@@ -6,12 +6,16 @@ Usage::
     python -m sar_jax.convert --from-torch CKPT.pt --out RUN_DIR [--overwrite]
     python -m sar_jax.convert --to-torch RUN_DIR --out MODEL.pt [--which best|latest]
 
-The weights go through :mod:`sar_jax.parity.convert`'s fixed table (bit-exact both ways).
+The weights go through the fixed table of the checkpoint's ``model.kind`` (bit-exact both ways):
+:mod:`sar_jax.parity.convert` (``baseline``), :mod:`sar_jax.parity.convert_codec` (``factorized``,
+``hyperprior``) or :mod:`sar_jax.parity.convert_unet` (``unet``).
 
 A converted run directory holds ``config.json``, an Orbax checkpoint (the torch checkpoint's
-epoch; keyed by its step = ``num_batches_tracked``) with fresh Adam moments, and the torch run's
-LR-plateau and early-stopping counters, so ``sar_jax.train --resume`` continues it; the torch
-run's ``training.log`` is copied when the checkpoint lies in a run directory.
+epoch; keyed by its step) with fresh Adam moments, and the torch run's LR-plateau and
+early-stopping counters, so ``sar_jax.train --resume`` continues it; the torch run's
+``training.log`` is copied when the checkpoint lies in a run directory. The step is the baseline's
+BatchNorm ``num_batches_tracked``; the other kinds have no BatchNorm, so their ``.pt`` files carry
+it as ``step`` (else it is read from the Adam state, else 0).
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from sar_jax.core.cli import add_examples, add_version_arg, flag_names
+from sar_jax.core.config import CODEC_KINDS
 from sar_jax.core.errors import SarJaxError
 from sar_jax.core.files import write_text_atomic
-from sar_jax.parity.convert import flax_to_torch, num_batches_tracked, torch_to_flax
+from sar_jax.parity import convert, convert_codec, convert_unet
 
 
 def _plateau_from_torch(scheduler_sd: Any, lr: float, template: Any) -> Any:
@@ -64,6 +69,49 @@ def _log_val_loss(run_dir: Path, epoch: int) -> float | None:
     return None
 
 
+def _weights_from_torch(state_dict: Any, model_cfg: dict[str, Any], what: str) -> dict[str, Any]:
+    """``{"params", "batch_stats"}`` of a reference state_dict, through the table of ``model.kind``."""
+    kind = model_cfg["kind"]
+    if kind in CODEC_KINDS:
+        return {"params": convert_codec.torch_to_flax(state_dict, kind, model_cfg, what=what)["params"],
+                "batch_stats": {}}
+    if kind == "unet":
+        return convert_unet.torch_to_flax(state_dict, model_cfg, what=what)
+    return convert.torch_to_flax(state_dict, model_cfg, what=what)
+
+
+def _weights_to_torch(variables: Any, step: int, model_cfg: dict[str, Any], what: str) -> Any:
+    """A reference state_dict of Flax variables, through the table of ``model.kind``."""
+    kind = model_cfg["kind"]
+    if kind in CODEC_KINDS:
+        return convert_codec.flax_to_torch(variables, kind, model_cfg, what=what)
+    if kind == "unet":
+        return convert_unet.flax_to_torch(variables, model_cfg, what=what)
+    return convert.flax_to_torch(variables, step, model_cfg, what=what)
+
+
+def _torch_model(model_cfg: dict[str, Any]) -> Any:
+    """The reference module of ``model.kind``."""
+    from sar_torch_ref.models import FactorizedPrior, SARAutoencoder, ScaleHyperprior
+    from sar_torch_ref.models.unet import UNet
+
+    return {"baseline": SARAutoencoder, "factorized": FactorizedPrior, "hyperprior": ScaleHyperprior,
+            "unet": UNet}[model_cfg["kind"]](model_cfg)
+
+
+def _torch_step(ckpt: dict[str, Any], kind: str, what: str) -> int:
+    """The training step of a reference checkpoint: the baseline's ``num_batches_tracked``; for the other
+    kinds the checkpoint's ``step``, else the largest Adam ``step``, else 0."""
+    if kind == "baseline":
+        return convert.num_batches_tracked(ckpt["model"])
+    try:
+        if "step" in ckpt:
+            return int(ckpt["step"])
+        return int(max((float(s["step"]) for s in ckpt["optimizer"]["state"].values() if "step" in s), default=0))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SarJaxError(f"{what}: bad step / optimizer state field ({type(exc).__name__}: {exc})") from None
+
+
 def _torch_run_dir(ckpt: Path) -> Path | None:
     parent = ckpt.resolve().parent
     if parent.name == "checkpoints" and (parent.parent / "training.log").is_file():
@@ -77,7 +125,7 @@ def from_torch(ckpt_path: str | Path, out: str | Path, *, overwrite: bool = Fals
 
     from sar_jax.core.config import config_from_dict
     from sar_jax.core.rundir import prepare_run_dir, read_log
-    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.nn.registry import build_model
     from sar_jax.training import checkpointing
     from sar_jax.training.state import create_train_state
     from sar_torch_ref.training.checkpoint import load_checkpoint, versions
@@ -90,9 +138,10 @@ def from_torch(ckpt_path: str | Path, out: str | Path, *, overwrite: bool = Fals
         raise SarJaxError(f"out {out}: is a file; expected a run directory to create")
     ckpt = load_checkpoint(ckpt_path)
     config = config_from_dict(ckpt["config"], f"checkpoint {ckpt_path}")
-    variables = torch_to_flax(ckpt["model"], config["model"], what=f"checkpoint {ckpt_path}")
-    model = SARAutoencoder.from_config(config["model"])
-    state = create_train_state(model, config, variables)
+    what = f"checkpoint {ckpt_path}"
+    variables = _weights_from_torch(ckpt["model"], config["model"], what)
+    step = _torch_step(ckpt, config["model"]["kind"], what)
+    state = create_train_state(build_model(config["model"]), config, variables)
     try:
         epoch = int(ckpt["epoch"])
         best = float(ckpt["best_val_loss"])
@@ -103,7 +152,7 @@ def from_torch(ckpt_path: str | Path, out: str | Path, *, overwrite: bool = Fals
     if epoch < 0:
         raise SarJaxError(f"checkpoint {ckpt_path}: epoch {epoch} < 0")
     state = state.replace(
-        step=jnp.asarray(num_batches_tracked(ckpt["model"]), jnp.int32),
+        step=jnp.asarray(step, jnp.int32),
         epoch=jnp.asarray(epoch, jnp.int32),
         best_val_loss=jnp.asarray(best, jnp.float32),
         epochs_without_improvement=jnp.asarray(bad_epochs, jnp.int32),
@@ -150,7 +199,6 @@ def to_torch(run_dir: str | Path, out: str | Path, *, which: str = "best") -> Pa
     import torch
 
     from sar_jax.inference.run import load_run
-    from sar_torch_ref.models.autoencoder import SARAutoencoder as TorchAutoencoder
     from sar_torch_ref.training.checkpoint import save_checkpoint, versions
 
     run_dir, out = Path(run_dir), Path(out)
@@ -163,8 +211,8 @@ def to_torch(run_dir: str | Path, out: str | Path, *, which: str = "best") -> Pa
         raise SarJaxError(f"out {out}: is a directory; expected the .pt file to write")
     run = load_run(run_dir, which)
     config, state, meta = run.config, run.state, run.metadata
-    state_dict = flax_to_torch(run.variables, int(state.step), config["model"], what=f"{run_dir} ({which})")
-    torch_model = TorchAutoencoder(config["model"])
+    state_dict = _weights_to_torch(run.variables, int(state.step), config["model"], f"{run_dir} ({which})")
+    torch_model = _torch_model(config["model"])
     torch_model.load_state_dict(state_dict, strict=True)  # cannot fail after the checks above
     train_cfg = config["train"]
     scale = float(state.plateau_state.scale)
@@ -188,6 +236,8 @@ def to_torch(run_dir: str | Path, out: str | Path, *, which: str = "best") -> Pa
                   "early_stopping": {"best": best, "bad_epochs": int(state.epochs_without_improvement)},
                   "config": config, "config_name": run_dir.resolve().name,
                   "preprocessing_params": meta.get("preprocessing_params"), "versions": versions()}
+    if config["model"]["kind"] != "baseline":  # no num_batches_tracked to carry it
+        checkpoint["step"] = int(state.step)
     save_checkpoint(out, checkpoint)
     return out
 
