@@ -7,7 +7,7 @@ Encoding runs the analysis transform g_a over halo tiles (exactly the whole-scen
 :mod:`sar_jax.inference.tiling` proves for the autoencoder, whose g_a / g_s have the same layers),
 entropy-codes the assembled latent (:class:`~sar_jax.inference.entropy_codec.LearnedCodec`) and
 writes the header (format, model kind and config, checkpoint fingerprint and coding-table hashes,
-scene size, preprocessing params and units, CRS, transform, no-data value) with the streams
+scene size, preprocessing params and units, CRS, transform, no-data value, the input's tags) with the streams
 ``y`` (and ``z``) and, where the scene has no-data pixels, ``valid`` (the mask, bit-packed and
 DEFLATE-compressed: counted in the rate). Decoding reads the streams back, runs the synthesis
 transform g_s over halo tiles and writes the scene in its units with its georeferencing, no-data
@@ -92,8 +92,9 @@ def encode_scene(run: Any, input_path: str | Path, sarc_path: str | Path, *, til
               "latent_shape": list(cells), "preprocessing_params": params, "units": params["mode"],
               "crs": raster.crs.to_wkt() if raster.crs else None,
               "transform": list(raster.transform)[:6] if raster.transform is not None else None,
-              "nodata": None if nodata is None or np.isnan(nodata) else float(nodata), "nodata_nan": nodata is not None
-              and bool(np.isnan(nodata)), "input": str(input_path), "input_dtype": raster.source_dtype,
+              "tags": dict(raster.tags), "nodata": None if nodata is None or np.isnan(nodata) else float(nodata),
+              "nodata_nan": nodata is not None and bool(np.isnan(nodata)), "input": str(input_path),
+              "input_dtype": raster.source_dtype,
               "estimated_bits": coded.estimated_bits}
     nbytes = write_sarc(path, header, streams)
     return {"bitstream": str(path), "bitstream_bytes": nbytes, "bpp": 8 * nbytes / (h * w),
@@ -152,7 +153,8 @@ def decode_bitstream(sarc_path: str | Path, output: str | Path, *, checkpoint: s
     transform = Affine(*header["transform"]) if header.get("transform") else None
     writer = SceneWriter(out_path, (h, w), dtype, crs=header.get("crs"), transform=transform,
                          nodata=None if nodata is None else float(nodata),
-                         tags={"UNITS": params["mode"]} if params["mode"] != "log8" else None)
+                         tags=dict(header.get("tags") or {}, **({"UNITS": params["mode"]} if params["mode"] != "log8"
+                                                                else {})))
 
     def write_rows(r0: int, block: np.ndarray) -> None:
         out = to_units(block[..., 0], params)

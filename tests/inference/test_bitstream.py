@@ -105,6 +105,7 @@ def _geotiff(path, data, nodata=None, units="intensity"):
         ds.write(data, 1)
         if units:
             ds.update_tags(UNITS=units)
+        ds.update_tags(MISSION="S1A")
     return path
 
 
@@ -228,7 +229,7 @@ def test_georeferencing_nodata_and_units_survive(runs, scene_tif, tmp_path):
     out, crs, transform, nodata, tags = _read(tmp_path / "f_dec.tif")
     src = _read(scene_tif)[0]
     assert crs == CRS.from_epsg(32633) and transform == TRANSFORM and math.isnan(nodata)
-    assert tags["UNITS"] == "intensity" and out.dtype == np.float32 and out.shape == SHAPE
+    assert tags["UNITS"] == "intensity" and tags["MISSION"] == "S1A" and out.dtype == np.float32 and out.shape == SHAPE
     assert np.array_equal(np.isnan(out), src == 0) and (out[src > 0] > 0).all()
     header = read_sarc(tmp_path / "f.sarc")[0]
     assert header["nodata"] is None and header["nodata_nan"] and header["units"] == "intensity"
