@@ -32,19 +32,13 @@ from sar_jax.inference.tiling import GRID, TileGrid, TileRows, batched_apply, de
 BITSTREAM_FORMAT = "sar_jax-sarc-v1"
 
 
-def _tqdm(total: int, enabled: bool, desc: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="tile", disable=None if enabled else True, dynamic_ncols=True)
-
-
 def encode_scene(run: Any, input_path: str | Path, sarc_path: str | Path, *, tile: int, halo: int | None,
                  batch_size: int, units: str | None, band: int | None, allow_clipping: bool,
                  progress: bool) -> dict[str, Any]:
     """Code one scene into ``sarc_path`` (written atomically); returns its summary."""
     from sar_jax.inference import run as inference
     from sar_jax.inference.entropy_codec import LearnedCodec
-    from sar_jax.inference.reconstruct import open_scene, read_normalized
+    from sar_jax.inference.reconstruct import open_scene, progress_bar, read_normalized
 
     path = Path(sarc_path)
     if path.suffix.lower() != ".sarc":
@@ -76,7 +70,7 @@ def encode_scene(run: Any, input_path: str | Path, sarc_path: str | Path, *, til
     latents = TileRows(grid, lambda r0, b: y.__setitem__(slice(r0, r0 + len(b)), b), scale=GRID, height=cells[0],
                        width=cells[1])
     t0 = time.perf_counter()
-    bar = _tqdm(grid.num_tiles, progress, "encode")
+    bar = progress_bar(grid.num_tiles, progress, "encode")
     for (i, j), (tile_y,) in batched_apply(window_tiles(grid, read_band), codec.analysis, batch_size):
         latents.add(i, j, tile_y)
         bar.update(1)
@@ -114,7 +108,7 @@ def decode_bitstream(sarc_path: str | Path, output: str | Path, *, checkpoint: s
 
     from sar_jax.inference import run as inference
     from sar_jax.inference.entropy_codec import LearnedCodec
-    from sar_jax.inference.reconstruct import to_units
+    from sar_jax.inference.reconstruct import to_units, write_decoded
 
     header, streams = read_sarc(sarc_path)
     what = f"bitstream {sarc_path}"
@@ -162,19 +156,8 @@ def decode_bitstream(sarc_path: str | Path, output: str | Path, *, checkpoint: s
             out = np.where(valid[r0:r0 + len(out)], out, np.asarray(nodata, dtype))
         writer.write(r0, out)
 
-    images = TileRows(grid, write_rows)
-    bar = _tqdm(grid.num_tiles, progress, "decode")
-    try:
-        codes = window_tiles(grid, lambda s, n: y_hat[s // GRID:(s + n) // GRID], scale=GRID)
-        for (i, j), (x_hat,) in batched_apply(codes, codec.synthesis, batch_size):
-            images.add(i, j, x_hat)
-            bar.update(1)
-        bar.close()
-        path = writer.commit()
-    except BaseException:
-        bar.close()
-        writer.abort()
-        raise
+    path = write_decoded(grid, lambda r0, n: y_hat[r0:r0 + n], codec.synthesis, batch_size, writer, write_rows,
+                         progress)
     return {"output": str(path), "shape": [h, w], "units": params["mode"], "tiles": grid.num_tiles,
             "seconds": time.perf_counter() - t0}
 

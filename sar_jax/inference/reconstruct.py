@@ -34,7 +34,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,15 @@ from sar_jax.inference.bitstream import decode_bitstream, reconstruct_coded
 from sar_jax.inference.latent import LATENT_DTYPES, LatentRaster, fingerprint, write_latent
 from sar_jax.inference.recon_report import count, print_summary, summary_table
 from sar_jax.inference.scene_io import SceneWriter, check_output_path, output_name
-from sar_jax.inference.tiling import TileGrid, TileRows, batched_apply, default_halo, read_padded, window_tiles
+from sar_jax.inference.tiling import (
+    GRID,
+    TileGrid,
+    TileRows,
+    batched_apply,
+    default_halo,
+    read_padded,
+    window_tiles,
+)
 
 SAMPLE_ROWS = 64  # rows read to estimate the fill value and the clipped fraction before the pass
 DEFAULT_TILE = 512
@@ -76,7 +84,8 @@ def to_units(x01: np.ndarray, params: dict[str, Any], bias_correction: bool = Tr
     return values.astype(np.float32)
 
 
-def _progress(total: int, enabled: bool, desc: str) -> tqdm:
+def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:
+    """A tile progress bar (off with ``enabled`` False)."""
     return tqdm(total=total, desc=desc, unit="tile", disable=None if enabled else True, dynamic_ncols=True)
 
 
@@ -186,7 +195,7 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
     codes = TileRows(grid, lambda r0, b: latents.__setitem__(slice(r0, r0 + len(b)), b), scale=16,
                      height=latents.shape[0] if latents is not None else 0, width=pw // 16)
     t0 = time.perf_counter()
-    bar = _progress(grid.num_tiles, progress, "reconstruct")
+    bar = progress_bar(grid.num_tiles, progress, "reconstruct")
     latent_bytes = None
     try:
         fn = lambda batch: model_fn(run.variables, batch)  # noqa: E731
@@ -253,24 +262,32 @@ def decode_latent(latent: str | Path, output: str | Path, *, checkpoint: str | P
                               f"{h} x {w} (expected {grid.rows.padded // 16} x {grid.cols.padded // 16})")
         writer = SceneWriter(out_path, (h, w), output_dtype(params["mode"]), crs=lat.crs,
                              transform=None if lat.transform is None else lat.transform @ lat.transform.scale(1 / 16))
-        images = TileRows(grid, lambda r0, b: writer.write(r0, to_units(b[..., 0], params)))
         decode = inference.decode_fn(run.model)
         t0 = time.perf_counter()
-        bar = _progress(grid.num_tiles, progress, "decode")
-        try:
-            fn = lambda batch: decode(run.variables, batch)  # noqa: E731
-            codes = window_tiles(grid, lambda s, n: lat.read_rows(s // 16, n // 16), scale=16)
-            for (i, j), (x_hat,) in batched_apply(codes, fn, batch_size):
-                images.add(i, j, x_hat)
-                bar.update(1)
-            bar.close()
-            path = writer.commit()
-        except BaseException:
-            bar.close()
-            writer.abort()
-            raise
+        path = write_decoded(grid, lat.read_rows, lambda batch: decode(run.variables, batch), batch_size, writer,
+                             lambda r0, b: writer.write(r0, to_units(b[..., 0], params)), progress)
     return {"output": str(path), "shape": [h, w], "units": params["mode"], "tiles": grid.num_tiles,
             "seconds": time.perf_counter() - t0}
+
+
+def write_decoded(grid: TileGrid, read_rows: Callable[[int, int], np.ndarray], decode: Callable[[np.ndarray], Any],
+                  batch_size: int, writer: SceneWriter, write_rows: Callable[[int, np.ndarray], None],
+                  progress: bool) -> Path:
+    """Decode a latent (``read_rows(r0, n)``: its rows in latent cells) window by window, hand the scene's
+    rows to ``write_rows`` and commit ``writer`` (aborted, nothing left, on any error)."""
+    images = TileRows(grid, write_rows)
+    bar = progress_bar(grid.num_tiles, progress, "decode")
+    try:
+        codes = window_tiles(grid, lambda s, n: read_rows(s // GRID, n // GRID), scale=GRID)
+        for (i, j), (x_hat,) in batched_apply(codes, decode, batch_size):
+            images.add(i, j, x_hat)
+            bar.update(1)
+        bar.close()
+        return writer.commit()
+    except BaseException:
+        bar.close()
+        writer.abort()
+        raise
 
 
 # --------------------------------------------------------------------------- many scenes
