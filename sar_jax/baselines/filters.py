@@ -13,6 +13,8 @@ images with signal-dependent noise", IEEE TPAMI 7(2), 1985. Borders are reflecte
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.ndimage import correlate, uniform_filter
 
@@ -60,6 +62,15 @@ def _kuan_weight(ci2: np.ndarray, cu2: float) -> np.ndarray:
     return _lee_weight(ci2, cu2) / (1.0 + cu2)
 
 
+def _local_mmse(intensity: np.ndarray, window: int, looks: float,
+                weight: Callable[[np.ndarray, float], np.ndarray]) -> np.ndarray:
+    """``m + k (I - m)`` with the window's mean ``m`` and ``k = weight(Ci**2, Cu**2)``: Lee's and Kuan's form."""
+    img = _check(intensity, window)
+    cu2 = _cu2(looks)
+    mean, var = _local_stats(img, window)
+    return (mean + weight(_ci2(mean, var), cu2) * (img - mean)).astype(np.float32)
+
+
 def boxcar(intensity: np.ndarray, window: int) -> np.ndarray:
     """Mean over a ``window x window`` neighbourhood (reflected at the borders).
 
@@ -90,10 +101,7 @@ def lee(intensity: np.ndarray, window: int, looks: float) -> np.ndarray:
     Returns:
         (H, W) float32 filtered intensity.
     """
-    img = _check(intensity, window)
-    cu2 = _cu2(looks)
-    mean, var = _local_stats(img, window)
-    return (mean + _lee_weight(_ci2(mean, var), cu2) * (img - mean)).astype(np.float32)
+    return _local_mmse(intensity, window, looks, _lee_weight)
 
 
 def kuan(intensity: np.ndarray, window: int, looks: float) -> np.ndarray:
@@ -112,10 +120,7 @@ def kuan(intensity: np.ndarray, window: int, looks: float) -> np.ndarray:
     Returns:
         (H, W) float32 filtered intensity.
     """
-    img = _check(intensity, window)
-    cu2 = _cu2(looks)
-    mean, var = _local_stats(img, window)
-    return (mean + _kuan_weight(_ci2(mean, var), cu2) * (img - mean)).astype(np.float32)
+    return _local_mmse(intensity, window, looks, _kuan_weight)
 
 
 def _half_windows(window: int) -> np.ndarray:

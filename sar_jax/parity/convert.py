@@ -15,7 +15,8 @@ plain 5x5 parameter layout (see :mod:`sar_jax.nn.layers`); whole checkpoints are
   converted checkpoint carries it in ``TrainState.step`` (and back).
 
 Permutations of float32 arrays are exact, so torch -> JAX -> torch is bit-exact. Any missing,
-unexpected or mis-shaped key raises ONE :class:`SarJaxError` listing them all.
+unexpected or mis-shaped key raises ONE :class:`SarJaxError` listing them all (the checks and the
+conversion are :mod:`sar_jax.parity.tables`', shared with the other kinds' converters).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from sar_jax.core.errors import SarJaxError
+from sar_jax.parity import tables
+from sar_jax.parity.tables import Row, flatten, require_mapping, shape_of, to_numpy
 
 #: torch (Conv2d) weight -> Flax kernel, and torch (ConvTranspose2d) weight -> Flax kernel.
 PERMUTATIONS = {"conv": (2, 3, 1, 0), "deconv": (2, 3, 0, 1), "vector": None, "count": None}
@@ -97,33 +98,16 @@ def _torch_shape(entry: Entry, dims: list[tuple[int, int]]) -> tuple[int, ...]:
     return (cout,)
 
 
-def _flax_shape(entry: Entry, dims: list[tuple[int, int]]) -> tuple[int, ...]:
-    cin, cout = dims[entry.layer]
-    if entry.kind in ("conv", "deconv"):
-        return (KERNEL_SIZE, KERNEL_SIZE, cin, cout)
-    return (cout,)
-
-
 def _dims_from_cfg(model_cfg: Mapping[str, Any]) -> list[tuple[int, int]]:
     if model_cfg.get("kernel_size", KERNEL_SIZE) != KERNEL_SIZE:
         raise SarJaxError(f"model.kernel_size = {model_cfg['kernel_size']}: only 5 is supported")
     return layer_channels(model_cfg["in_channels"], model_cfg["base_channels"], model_cfg["latent_channels"])
 
 
-def _shape(value: Any) -> tuple[int, ...]:
-    return tuple(int(s) for s in getattr(value, "shape", ()))
-
-
-def _raise_problems(what: str, missing: list[str], unexpected: list[str], bad: list[str]) -> None:
-    parts = []
-    if missing:
-        parts.append(f"missing {len(missing)} key(s): {', '.join(missing)}")
-    if unexpected:
-        parts.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected)}")
-    if bad:
-        parts.append(f"{len(bad)} mis-shaped or mistyped: {'; '.join(bad)}")
-    if parts:
-        raise SarJaxError(f"{what} does not match the SAR autoencoder: " + " | ".join(parts))
+def _rows(dims: list[tuple[int, int]] | None) -> tuple[Row, ...]:
+    """:data:`TABLE` as :class:`~sar_jax.parity.tables.Row` s; shapes unchecked when ``dims`` is ``None``."""
+    return tuple(Row(e.torch_key, (e.collection,) + e.path if e.collection else None, PERMUTATIONS[e.kind],
+                     None if dims is None else _torch_shape(e, dims)) for e in TABLE)
 
 
 # --------------------------------------------------------------------------- torch -> Flax
@@ -131,45 +115,9 @@ def _raise_problems(what: str, missing: list[str], unexpected: list[str], bad: l
 
 def _infer_torch_dims(state_dict: Mapping[str, Any]) -> list[tuple[int, int]] | None:
     first, last = state_dict.get("encoder.block0.conv.weight"), state_dict.get("encoder.final.weight")
-    if first is None or last is None or len(_shape(first)) != 4 or len(_shape(last)) != 4:
+    if first is None or last is None or len(shape_of(first)) != 4 or len(shape_of(last)) != 4:
         return None
-    return layer_channels(_shape(first)[1], _shape(first)[0], _shape(last)[0])
-
-
-def _check_torch(state_dict: Mapping[str, Any], model_cfg: Mapping[str, Any] | None,
-                 what: str) -> None:
-    if not isinstance(state_dict, Mapping):
-        raise SarJaxError(f"{what}: expected a state_dict (a mapping of names to tensors), "
-                          f"got {type(state_dict).__name__}")
-    known = {e.torch_key for e in TABLE}
-    missing = [e.torch_key for e in TABLE if e.torch_key not in state_dict]
-    unexpected = [str(k) for k in state_dict if k not in known]
-    bad: list[str] = []
-    dims = _dims_from_cfg(model_cfg) if model_cfg is not None else _infer_torch_dims(state_dict)
-    if dims is None and "encoder.block0.conv.weight" in state_dict and "encoder.final.weight" in state_dict:
-        bad.append("cannot infer the architecture: encoder.block0.conv.weight and encoder.final.weight "
-                   "must be 4-D")
-    for e in TABLE:
-        if e.torch_key not in state_dict:
-            continue
-        value = state_dict[e.torch_key]
-        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-            bad.append(f"{e.torch_key} is a {type(value).__name__}, not a tensor")
-            continue
-        is_float = getattr(value, "is_floating_point", lambda: np.issubdtype(value.dtype, np.floating))()
-        if e.kind == "count" and is_float:
-            bad.append(f"{e.torch_key} has dtype {value.dtype}, expected an integer")
-        elif e.kind != "count" and not is_float:
-            bad.append(f"{e.torch_key} has dtype {value.dtype}, expected floating point")
-        if dims is not None and _shape(value) != _torch_shape(e, dims):
-            bad.append(f"{e.torch_key} has shape {_shape(value)}, expected {_torch_shape(e, dims)}")
-    _raise_problems(what, missing, unexpected, bad)
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # torch tensor
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
+    return layer_channels(shape_of(first)[1], shape_of(first)[0], shape_of(last)[0])
 
 
 def torch_to_flax(state_dict: Mapping[str, Any], model_cfg: Mapping[str, Any] | None = None,
@@ -180,22 +128,14 @@ def torch_to_flax(state_dict: Mapping[str, Any], model_cfg: Mapping[str, Any] | 
     they are inferred from the first and last encoder convs. ``num_batches_tracked`` is checked
     but not part of the result: read it with :func:`num_batches_tracked`.
     """
-    import jax.numpy as jnp
-
-    _check_torch(state_dict, model_cfg, what)
-    out: dict[str, Any] = {"params": {}, "batch_stats": {}}
-    for e in TABLE:
-        if e.collection is None:
-            continue
-        arr = _to_numpy(state_dict[e.torch_key]).astype(np.float32, copy=False)
-        perm = PERMUTATIONS[e.kind]
-        if perm is not None:
-            arr = arr.transpose(perm)
-        node = out[e.collection]
-        for name in e.path[:-1]:
-            node = node.setdefault(name, {})
-        node[e.path[-1]] = jnp.asarray(np.ascontiguousarray(arr))
-    return out
+    require_mapping(state_dict, what, "a state_dict (a mapping of names to tensors)")
+    dims = _dims_from_cfg(model_cfg) if model_cfg is not None else _infer_torch_dims(state_dict)
+    notes = []
+    if dims is None and "encoder.block0.conv.weight" in state_dict and "encoder.final.weight" in state_dict:
+        notes.append("cannot infer the architecture: encoder.block0.conv.weight and encoder.final.weight "
+                     "must be 4-D")
+    return tables.torch_to_flax(state_dict, _rows(dims), ("params", "batch_stats"), what=what,
+                                model="SAR autoencoder", notes=notes)
 
 
 def num_batches_tracked(state_dict: Mapping[str, Any]) -> int:
@@ -203,7 +143,7 @@ def num_batches_tracked(state_dict: Mapping[str, Any]) -> int:
 
     If the layers disagree (a hand-edited state_dict), the largest value is returned with a warning.
     """
-    values = {int(_to_numpy(state_dict[e.torch_key])) for e in TABLE
+    values = {int(to_numpy(state_dict[e.torch_key])) for e in TABLE
               if e.kind == "count" and e.torch_key in state_dict}
     if len(values) > 1:
         warnings.warn(f"num_batches_tracked differs between BatchNorm layers ({sorted(values)}); "
@@ -214,58 +154,25 @@ def num_batches_tracked(state_dict: Mapping[str, Any]) -> int:
 # --------------------------------------------------------------------------- Flax -> torch
 
 
-def _flat(tree: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    if isinstance(tree, Mapping):
-        out: dict[tuple[str, ...], Any] = {}
-        for k, v in tree.items():
-            out.update(_flat(v, prefix + (str(k),)))
-        return out
-    return {prefix: tree}
-
-
 def flax_to_torch(variables: Mapping[str, Any], num_batches_tracked: int = 0,
                   model_cfg: Mapping[str, Any] | None = None, *,
                   what: str = "Flax variables") -> collections.OrderedDict[str, Any]:
     """``{"params", "batch_stats"}`` -> a ``sar_torch_ref`` state_dict (OrderedDict of CPU tensors,
     in the reference model's key order); every BatchNorm's ``num_batches_tracked`` is set to
     ``num_batches_tracked`` (pass ``TrainState.step``)."""
-    import torch
-
-    if not isinstance(variables, Mapping):
-        raise SarJaxError(f"{what}: expected a mapping with 'params' and 'batch_stats', "
-                          f"got {type(variables).__name__}")
-    flat: dict[tuple[str, ...], Any] = {}
-    for coll, tree in variables.items():
-        flat.update({(str(coll),) + p: v for p, v in _flat(tree).items()})
-    expected = {(e.collection,) + e.path: e for e in TABLE if e.collection is not None}
-    name = lambda p: "/".join(p)  # noqa: E731
-    missing = [name(p) for p in expected if p not in flat]
-    unexpected = [name(p) for p in flat if p not in expected]
-    bad: list[str] = []
+    require_mapping(variables, what, "a mapping with 'params' and 'batch_stats'")
+    flat = flatten(variables)
     dims = None
+    notes = []
     if model_cfg is not None:
         dims = _dims_from_cfg(model_cfg)
     else:
         first = flat.get(("params", "encoder", "block0", "conv", "kernel"))
         last = flat.get(("params", "encoder", "final", "kernel"))
-        if first is not None and last is not None and len(_shape(first)) == 4 and len(_shape(last)) == 4:
-            dims = layer_channels(_shape(first)[2], _shape(first)[3], _shape(last)[3])
+        if first is not None and last is not None and len(shape_of(first)) == 4 and len(shape_of(last)) == 4:
+            dims = layer_channels(shape_of(first)[2], shape_of(first)[3], shape_of(last)[3])
         elif first is not None and last is not None:
-            bad.append("cannot infer the architecture: encoder/block0/conv/kernel and encoder/final/kernel "
-                       "must be 4-D")
-    for p, e in expected.items():
-        if p in flat and dims is not None and _shape(flat[p]) != _flax_shape(e, dims):
-            bad.append(f"{name(p)} has shape {_shape(flat[p])}, expected {_flax_shape(e, dims)}")
-    _raise_problems(what, missing, unexpected, bad)
-    count = int(num_batches_tracked)
-    out: collections.OrderedDict[str, Any] = collections.OrderedDict()
-    for e in TABLE:
-        if e.collection is None:
-            out[e.torch_key] = torch.tensor(count, dtype=torch.long)
-            continue
-        arr = np.asarray(flat[(e.collection,) + e.path]).astype(np.float32, copy=False)
-        perm = PERMUTATIONS[e.kind]
-        if perm is not None:
-            arr = arr.transpose(np.argsort(perm))
-        out[e.torch_key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
-    return out
+            notes.append("cannot infer the architecture: encoder/block0/conv/kernel and encoder/final/kernel "
+                         "must be 4-D")
+    return tables.flax_to_torch(flat, _rows(dims), what=what, model="SAR autoencoder", notes=notes,
+                                count=num_batches_tracked)

@@ -11,7 +11,7 @@ to one Flax path (``params/g_a/conv0/kernel``) with a fixed axis permutation:
   ``matrix{i}``/``bias{i}``/``factor{i}``/``quantiles`` are copied unchanged.
 
 Permutations are exact, so torch -> JAX -> torch is bit-exact. Any missing, unexpected or
-mis-shaped key raises ONE :class:`SarJaxError` listing them all.
+mis-shaped key raises ONE :class:`SarJaxError` listing them all (:mod:`sar_jax.parity.tables`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from sar_jax.core.errors import SarJaxError
-from sar_jax.parity.convert import _flat, _shape, _to_numpy
+from sar_jax.parity import tables
+from sar_jax.parity.tables import Row, flatten, require_mapping, shape_of
 
 KINDS = ("factorized", "hyperprior")
 #: torch weight -> Flax kernel; ``copy`` entries keep their layout.
@@ -99,30 +98,19 @@ def _dims_from_cfg(model_cfg: Mapping[str, Any]) -> tuple[int, int, int]:
     return int(model_cfg["in_channels"]), int(model_cfg["N"]), int(model_cfg["M"])
 
 
-def _raise_problems(what: str, kind: str, missing: list[str], unexpected: list[str], bad: list[str]) -> None:
-    parts = []
-    if missing:
-        parts.append(f"missing {len(missing)} key(s): {', '.join(missing)}")
-    if unexpected:
-        parts.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected)}")
-    if bad:
-        parts.append(f"{len(bad)} mis-shaped or mistyped: {'; '.join(bad)}")
-    if parts:
-        raise SarJaxError(f"{what} does not match the {kind} codec: " + " | ".join(parts))
-
-
 def _infer(first: Any, last: Any, axes: tuple[int, int, int]) -> tuple[int, int, int] | None:
     """(in_channels, N, M) from g_a's first and last weights; ``axes`` = where in, N and M sit."""
-    if first is None or last is None or len(_shape(first)) != 4 or len(_shape(last)) != 4:
+    if first is None or last is None or len(shape_of(first)) != 4 or len(shape_of(last)) != 4:
         return None
-    return _shape(first)[axes[0]], _shape(first)[axes[1]], _shape(last)[axes[2]]
+    return shape_of(first)[axes[0]], shape_of(first)[axes[1]], shape_of(last)[axes[2]]
 
 
-def _table_for(kind: str, model_cfg: Mapping[str, Any] | None, first: Any, last: Any,
-               axes: tuple[int, int, int]) -> tuple[tuple[Entry, ...], bool]:
-    """The table and whether its shapes are known (from ``model_cfg`` or inferred)."""
+def _rows(kind: str, model_cfg: Mapping[str, Any] | None, first: Any, last: Any,
+          axes: tuple[int, int, int]) -> tuple[Row, ...]:
+    """The table as :class:`~sar_jax.parity.tables.Row` s, shapes from ``model_cfg`` or inferred (else unchecked)."""
     dims = _dims_from_cfg(model_cfg) if model_cfg is not None else _infer(first, last, axes)
-    return (conversion_table(kind, *dims), True) if dims is not None else (conversion_table(kind, 1, 1, 1), False)
+    return tuple(Row(e.torch_key, ("params",) + e.path, PERMUTATIONS[e.kind], None if dims is None else e.torch_shape)
+                 for e in conversion_table(kind, *(dims or (1, 1, 1))))
 
 
 # --------------------------------------------------------------------------- torch -> Flax
@@ -135,41 +123,10 @@ def torch_to_flax(state_dict: Mapping[str, Any], kind: str, model_cfg: Mapping[s
     ``model_cfg`` (a config's ``model`` section: ``in_channels``, ``N``, ``M``), if given, fixes the
     expected shapes; otherwise they are inferred from ``g_a.conv0.weight`` and ``g_a.conv3.weight``.
     """
-    import jax.numpy as jnp
-
     _check_kind(kind)
-    if not isinstance(state_dict, Mapping):
-        raise SarJaxError(f"{what}: expected a state_dict (a mapping of names to tensors), "
-                          f"got {type(state_dict).__name__}")
-    table, shaped = _table_for(kind, model_cfg, state_dict.get("g_a.conv0.weight"),
-                               state_dict.get("g_a.conv3.weight"), (1, 0, 0))
-    known = {e.torch_key for e in table}
-    missing = [e.torch_key for e in table if e.torch_key not in state_dict]
-    unexpected = [str(k) for k in state_dict if k not in known]
-    bad: list[str] = []
-    for e in table:
-        value = state_dict.get(e.torch_key)
-        if value is None:
-            continue
-        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-            bad.append(f"{e.torch_key} is a {type(value).__name__}, not a tensor")
-            continue
-        if not getattr(value, "is_floating_point", lambda: np.issubdtype(value.dtype, np.floating))():
-            bad.append(f"{e.torch_key} has dtype {value.dtype}, expected floating point")
-        if shaped and _shape(value) != e.torch_shape:
-            bad.append(f"{e.torch_key} has shape {_shape(value)}, expected {e.torch_shape}")
-    _raise_problems(what, kind, missing, unexpected, bad)
-    params: dict[str, Any] = {}
-    for e in table:
-        arr = _to_numpy(state_dict[e.torch_key]).astype(np.float32, copy=False)
-        perm = PERMUTATIONS[e.kind]
-        if perm is not None:
-            arr = arr.transpose(perm)
-        node = params
-        for name in e.path[:-1]:
-            node = node.setdefault(name, {})
-        node[e.path[-1]] = jnp.asarray(np.ascontiguousarray(arr))
-    return {"params": params}
+    require_mapping(state_dict, what, "a state_dict (a mapping of names to tensors)")
+    rows = _rows(kind, model_cfg, state_dict.get("g_a.conv0.weight"), state_dict.get("g_a.conv3.weight"), (1, 0, 0))
+    return tables.torch_to_flax(state_dict, rows, ("params",), what=what, model=f"{kind} codec")
 
 
 # --------------------------------------------------------------------------- Flax -> torch
@@ -179,27 +136,9 @@ def flax_to_torch(variables: Mapping[str, Any], kind: str, model_cfg: Mapping[st
                   what: str = "Flax variables") -> collections.OrderedDict[str, Any]:
     """``{"params": ...}`` -> a ``sar_torch_ref`` codec state_dict (OrderedDict of float32 CPU
     tensors, in the reference model's key order)."""
-    import torch
-
     _check_kind(kind)
-    if not isinstance(variables, Mapping):
-        raise SarJaxError(f"{what}: expected a mapping with 'params', got {type(variables).__name__}")
-    flat: dict[tuple[str, ...], Any] = {}
-    for coll, tree in variables.items():
-        flat.update({(str(coll),) + p: v for p, v in _flat(tree).items()})
-    table, shaped = _table_for(kind, model_cfg, flat.get(("params", "g_a", "conv0", "kernel")),
-                               flat.get(("params", "g_a", "conv3", "kernel")), (2, 3, 3))
-    expected = {("params",) + e.path: e for e in table}
-    missing = [e.flax_name for p, e in expected.items() if p not in flat]
-    unexpected = ["/".join(p) for p in flat if p not in expected]
-    bad = [f"{e.flax_name} has shape {_shape(flat[p])}, expected {e.flax_shape}"
-           for p, e in expected.items() if shaped and p in flat and _shape(flat[p]) != e.flax_shape]
-    _raise_problems(what, kind, missing, unexpected, bad)
-    out: collections.OrderedDict[str, Any] = collections.OrderedDict()
-    for p, e in expected.items():
-        arr = np.asarray(flat[p]).astype(np.float32, copy=False)
-        perm = PERMUTATIONS[e.kind]
-        if perm is not None:
-            arr = arr.transpose(np.argsort(perm))
-        out[e.torch_key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
-    return out
+    require_mapping(variables, what, "a mapping with 'params'")
+    flat = flatten(variables)
+    rows = _rows(kind, model_cfg, flat.get(("params", "g_a", "conv0", "kernel")),
+                 flat.get(("params", "g_a", "conv3", "kernel")), (2, 3, 3))
+    return tables.flax_to_torch(flat, rows, what=what, model=f"{kind} codec")

@@ -6,8 +6,8 @@ A fixed table (:func:`conversion_table`) per depth: every conv ``name`` of the n
 (``W.transpose(2, 3, 1, 0)``) and ``name.bias`` <-> ``params/name/bias`` (copied). There is no
 BatchNorm: ``batch_stats`` is empty. Permutations of float32 arrays are exact, so torch -> JAX ->
 torch is bit-exact. Any missing, unexpected or mis-shaped key raises ONE :class:`SarJaxError`
-listing them all. At depth 5, 48 features and one channel the keys are those of deepdespeckling's
-MERLIN / SAR2SAR ``Model``.
+listing them all (:mod:`sar_jax.parity.tables`). At depth 5, 48 features and one channel the keys
+are those of deepdespeckling's MERLIN / SAR2SAR ``Model``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from sar_jax.core.errors import SarJaxError
-from sar_jax.parity.convert import PERMUTATIONS, _flat, _shape, _to_numpy
+from sar_jax.parity import tables
+from sar_jax.parity.convert import PERMUTATIONS
+from sar_jax.parity.tables import Row, flatten, require_mapping, shape_of
 
 KERNEL_SIZE = 3
 
@@ -65,9 +65,16 @@ def _torch_shape(e: Entry, dims: list[tuple[int, int]]) -> tuple[int, ...]:
     return (cout, cin, KERNEL_SIZE, KERNEL_SIZE) if e.kind == "conv" else (cout,)
 
 
-def _flax_shape(e: Entry, dims: list[tuple[int, int]]) -> tuple[int, ...]:
-    cin, cout = dims[e.layer]
-    return (KERNEL_SIZE, KERNEL_SIZE, cin, cout) if e.kind == "conv" else (cout,)
+def _model(arch: tuple[int, int, int]) -> str:
+    depth, features, c_in = arch
+    return f"U-Net (depth {depth}, features {features}, in_channels {c_in})"
+
+
+def _rows(arch: tuple[int, int, int]) -> tuple[Row, ...]:
+    """The table of ``arch`` (depth, features, in_channels) as :class:`~sar_jax.parity.tables.Row` s."""
+    dims = layer_channels(*arch)
+    return tuple(Row(e.torch_key, ("params",) + e.path, PERMUTATIONS[e.kind], _torch_shape(e, dims))
+                 for e in conversion_table(arch[0]))
 
 
 def _architecture(model_cfg: Mapping[str, Any] | None, names: list[str], first: Any, axes: tuple[int, int],
@@ -77,25 +84,10 @@ def _architecture(model_cfg: Mapping[str, Any] | None, names: list[str], first: 
     if model_cfg is not None:
         return int(model_cfg["unet_depth"]), int(model_cfg["unet_features"]), int(model_cfg["in_channels"])
     enc = [int(m.group(1)) for n in names if (m := re.fullmatch(r"enc(\d+)", n))]
-    if not enc or first is None or len(_shape(first)) != 4 or max(enc) < 2:
+    if not enc or first is None or len(shape_of(first)) != 4 or max(enc) < 2:
         raise SarJaxError(f"{what}: cannot infer the U-Net's depth and width: expected enc0 (a 4-D weight) "
                           f"and enc1 .. enc{{depth + 1}}; pass the model config")
-    return max(enc) - 1, _shape(first)[axes[0]], _shape(first)[axes[1]]
-
-
-def _raise_problems(what: str, arch: tuple[int, int, int], missing: list[str], unexpected: list[str],
-                    bad: list[str]) -> None:
-    parts = []
-    if missing:
-        parts.append(f"missing {len(missing)} key(s): {', '.join(missing)}")
-    if unexpected:
-        parts.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected)}")
-    if bad:
-        parts.append(f"{len(bad)} mis-shaped or mistyped: {'; '.join(bad)}")
-    if parts:
-        depth, features, c_in = arch
-        raise SarJaxError(f"{what} does not match the U-Net (depth {depth}, features {features}, "
-                          f"in_channels {c_in}): " + " | ".join(parts))
+    return max(enc) - 1, shape_of(first)[axes[0]], shape_of(first)[axes[1]]
 
 
 def torch_to_flax(state_dict: Mapping[str, Any], model_cfg: Mapping[str, Any] | None = None,
@@ -104,62 +96,18 @@ def torch_to_flax(state_dict: Mapping[str, Any], model_cfg: Mapping[str, Any] | 
 
     ``model_cfg`` (a config's ``model`` section), if given, fixes the expected keys and shapes;
     otherwise they are inferred from the ``enc*`` keys and ``enc0.weight``."""
-    import jax.numpy as jnp
-
-    if not isinstance(state_dict, Mapping):
-        raise SarJaxError(f"{what}: expected a state_dict (a mapping of names to tensors), "
-                          f"got {type(state_dict).__name__}")
+    require_mapping(state_dict, what, "a state_dict (a mapping of names to tensors)")
     arch = _architecture(model_cfg, [str(k).rsplit(".", 1)[0] for k in state_dict], state_dict.get("enc0.weight"),
                          (0, 1), what)
-    table, dims = conversion_table(arch[0]), layer_channels(*arch)
-    known = {e.torch_key for e in table}
-    missing = [e.torch_key for e in table if e.torch_key not in state_dict]
-    unexpected = [str(k) for k in state_dict if k not in known]
-    bad: list[str] = []
-    for e in table:
-        value = state_dict.get(e.torch_key)
-        if value is None:
-            continue
-        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-            bad.append(f"{e.torch_key} is a {type(value).__name__}, not a tensor")
-            continue
-        if not getattr(value, "is_floating_point", lambda: np.issubdtype(value.dtype, np.floating))():
-            bad.append(f"{e.torch_key} has dtype {value.dtype}, expected floating point")
-        if _shape(value) != _torch_shape(e, dims):
-            bad.append(f"{e.torch_key} has shape {_shape(value)}, expected {_torch_shape(e, dims)}")
-    _raise_problems(what, arch, missing, unexpected, bad)
-    params: dict[str, Any] = {}
-    for e in table:
-        arr = _to_numpy(state_dict[e.torch_key]).astype(np.float32, copy=False)
-        if e.kind == "conv":
-            arr = arr.transpose(PERMUTATIONS["conv"])
-        params.setdefault(e.path[0], {})[e.path[1]] = jnp.asarray(np.ascontiguousarray(arr))
-    return {"params": params, "batch_stats": {}}
+    return tables.torch_to_flax(state_dict, _rows(arch), ("params", "batch_stats"), what=what, model=_model(arch))
 
 
 def flax_to_torch(variables: Mapping[str, Any], model_cfg: Mapping[str, Any] | None = None, *,
                   what: str = "Flax U-Net variables") -> collections.OrderedDict[str, Any]:
     """``{"params"[, "batch_stats": {}]}`` -> a reference U-Net state_dict (OrderedDict of CPU
     float32 tensors, in the reference's key order)."""
-    import torch
-
-    if not isinstance(variables, Mapping):
-        raise SarJaxError(f"{what}: expected a mapping with 'params', got {type(variables).__name__}")
-    flat = {(str(coll),) + p: v for coll, tree in variables.items() for p, v in _flat(tree).items()}
+    require_mapping(variables, what, "a mapping with 'params'")
+    flat = flatten(variables)
     names = [p[1] for p in flat if len(p) == 3 and p[0] == "params"]
     arch = _architecture(model_cfg, names, flat.get(("params", "enc0", "kernel")), (3, 2), what)
-    table, dims = conversion_table(arch[0]), layer_channels(*arch)
-    expected = {("params",) + e.path: e for e in table}
-    name = lambda p: "/".join(p)  # noqa: E731
-    missing = [name(p) for p in expected if p not in flat]
-    unexpected = [name(p) for p in flat if p not in expected]
-    bad = [f"{name(p)} has shape {_shape(flat[p])}, expected {_flax_shape(e, dims)}"
-           for p, e in expected.items() if p in flat and _shape(flat[p]) != _flax_shape(e, dims)]
-    _raise_problems(what, arch, missing, unexpected, bad)
-    out: collections.OrderedDict[str, Any] = collections.OrderedDict()
-    for e in table:
-        arr = np.asarray(flat[("params",) + e.path]).astype(np.float32, copy=False)
-        if e.kind == "conv":
-            arr = arr.transpose(np.argsort(PERMUTATIONS["conv"]))
-        out[e.torch_key] = torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
-    return out
+    return tables.flax_to_torch(flat, _rows(arch), what=what, model=_model(arch))
