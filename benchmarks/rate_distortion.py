@@ -126,9 +126,16 @@ def rd_point(codec: str, setting: Any, fn: Callable[[np.ndarray], tuple[np.ndarr
     return point
 
 
+def _rising(quality: list[float]) -> bool:
+    """Quality strictly rising with the rate (the points sorted by rate): only then is a curve's cubic fit in
+    log rate a function of quality that a BD-rate can integrate."""
+    return all(b > a for a, b in zip(quality, quality[1:]))
+
+
 def bd_rates(points: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """BD-rate (%) of each codec against JPEG 2000 for PSNR and MS-SSIM: None where the two curves' quality
-    ranges overlap by less than half of the narrower one (the cubic fits would be extrapolated)."""
+    ranges overlap by less than half of the narrower one (the cubic fits would be extrapolated), or where a
+    curve's quality does not rise with its rate."""
     from bjontegaard import bd_rate
 
     curves: dict[str, list[dict[str, Any]]] = {}
@@ -144,7 +151,7 @@ def bd_rates(points: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]
         for metric in ("psnr", "ms_ssim"):
             qa, qb = [p[metric] for p in anchor], [p[metric] for p in pts]
             value = None
-            if None not in qa + qb and len(qb) >= 4:
+            if None not in qa + qb and len(qb) >= 4 and _rising(qa) and _rising(qb):
                 overlap = min(max(qa), max(qb)) - max(min(qa), min(qb))
                 if overlap >= MIN_OVERLAP * min(max(qa) - min(qa), max(qb) - min(qb)):
                     with warnings.catch_warnings():
@@ -194,8 +201,22 @@ def study(dataset: str, run_dirs: dict[float, dict[int, Path]], learned: dict[st
     for label, by_lmbda in learned_runs.items():
         for lmbda, run in by_lmbda.items():
             points.append(rd_point(label, lmbda, LearnedCodec(run).code, images, params))
+    add_anchor_gaps(points)
     return {"dataset": dataset, "images": [i.name for i in images], "pixels": sum(i.x.size for i in images),
             "preprocessing_params": params, "points": points, "bd_rate_vs_jpeg2000": bd_rates(points)}
+
+
+def add_anchor_gaps(points: list[dict[str, Any]]) -> None:
+    """Each point's PSNR and MS-SSIM minus JPEG 2000's at the same rate (linear in log rate between its
+    points; None outside their range): the comparison a BD-rate cannot give where a curve does not rise."""
+    anchor = sorted((p for p in points if p["codec"] == ANCHOR), key=lambda p: p["bpp"])
+    rates = np.log([p["bpp"] for p in anchor])
+    for p in points:
+        for metric in ("psnr", "ms_ssim"):
+            inside = rates[0] <= math.log(p["bpp"]) <= rates[-1] and p[metric] is not None
+            ref = [a[metric] for a in anchor]
+            p[f"{metric}_vs_jpeg2000"] = (float(p[metric] - np.interp(math.log(p["bpp"]), rates, ref))
+                                          if inside and None not in ref else None)
 
 
 def earlier_autoencoder_points(path: Path, dataset: str, fresh: dict[str, Any]) -> list[dict[str, Any]]:
@@ -254,21 +275,24 @@ def _fmt(v: Any, spec: str) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     """Tables of RD points and BD-rates per dataset."""
-    lines = ["# Rate-distortion: autoencoder vs classical codecs", "",
+    lines = ["# Rate-distortion: learned codecs and the autoencoder vs classical codecs", "",
              f"`{result['command']}` ({result['mode']}; {result['seconds']:.0f} s). Rates: bits per input pixel "
              "from encoded bytes; metrics in the checkpoint's [0, 1] dB domain (PSNR on valid pixels), ENL ratio "
              "in linear intensity; PSNR clean: against the speckle-free reflectivity (synthetic data).", ""]
     for s in result["studies"]:
         lines += [f"## {s['dataset']} ({len(s['images'])} test regions, {s['pixels']} px)", "",
-                  "| codec | setting | bpp | estimated bpp | PSNR | SSIM | MS-SSIM | ENL ratio | PSNR clean |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| codec | setting | bpp | estimated bpp | PSNR | PSNR - JPEG 2000's | SSIM | MS-SSIM "
+                  "| MS-SSIM - JPEG 2000's | ENL ratio | PSNR clean |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for p in s["points"]:
             lines.append(f"| {p['codec']} | {p['setting']} | {p['bpp']:.4f} | {_fmt(p.get('estimated_bpp'), '.4f')} "
-                         f"| {_fmt(p['psnr'], '.2f')} "
-                         f"| {_fmt(p['ssim'], '.4f')} | {_fmt(p['ms_ssim'], '.4f')} | {_fmt(p['enl_ratio'], '.2f')} "
+                         f"| {_fmt(p['psnr'], '.2f')} | {_fmt(p.get('psnr_vs_jpeg2000'), '+.2f')} "
+                         f"| {_fmt(p['ssim'], '.4f')} | {_fmt(p['ms_ssim'], '.4f')} "
+                         f"| {_fmt(p.get('ms_ssim_vs_jpeg2000'), '+.4f')} | {_fmt(p['enl_ratio'], '.2f')} "
                          f"| {_fmt(p['psnr_clean'], '.2f')} |")
         lines += ["", f"BD-rate against {ANCHOR} (negative: fewer bits for the same quality; '-': the quality "
-                  f"ranges overlap by less than {MIN_OVERLAP:.0%} of the narrower one):", "",
+                  f"ranges overlap by less than {MIN_OVERLAP:.0%} of the narrower one, or a curve's quality does "
+                  "not rise with its rate):", "",
                   "| codec | BD-rate PSNR % | BD-rate MS-SSIM % |", "|---|---|---|"]
         for codec, bd in s["bd_rate_vs_jpeg2000"].items():
             lines.append(f"| {codec} | {_fmt(bd['psnr'], '+.1f')} | {_fmt(bd['ms_ssim'], '+.1f')} |")
