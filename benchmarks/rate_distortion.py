@@ -126,6 +126,12 @@ def rd_point(codec: str, setting: Any, fn: Callable[[np.ndarray], tuple[np.ndarr
     return point
 
 
+def _distinct(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points sorted by rate, settings that gave the same bytes (a header-bound JPEG 2000 on a small
+    image) counted once."""
+    return list({p["bytes"]: p for p in sorted(points, key=lambda p: p["bpp"], reverse=True)}.values())[::-1]
+
+
 def _rising(quality: list[float]) -> bool:
     """Quality strictly rising with the rate (the points sorted by rate): only then is a curve's cubic fit in
     log rate a function of quality that a BD-rate can integrate."""
@@ -141,12 +147,12 @@ def bd_rates(points: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]
     curves: dict[str, list[dict[str, Any]]] = {}
     for p in points:
         curves.setdefault(p["codec"], []).append(p)
-    anchor = sorted(curves[ANCHOR], key=lambda p: p["bpp"])
+    anchor = _distinct(curves[ANCHOR])
     out = {}
     for codec, pts in curves.items():
         if codec == ANCHOR:
             continue
-        pts = sorted(pts, key=lambda p: p["bpp"])
+        pts = _distinct(pts)
         out[codec] = {}
         for metric in ("psnr", "ms_ssim"):
             qa, qb = [p[metric] for p in anchor], [p[metric] for p in pts]

@@ -45,10 +45,15 @@ def test_transposed_conv_values_and_gradients_equal_torch(out_channels):
     out = jax.jit(transposed_conv)(x.transpose(0, 2, 3, 1), wt.transpose(2, 3, 0, 1))
     np.testing.assert_allclose(np.asarray(out).transpose(0, 3, 1, 2), ref, atol=2e-5, rtol=1e-5)
     ref_dx, ref_dw = _torch_grads(op, x, wt, g)
+    exact_dx, exact_dw = _torch_grads(op, x.astype(np.float64), wt.astype(np.float64), g.astype(np.float64))
     loss = lambda a, k: jnp.sum(transposed_conv(a, k) * g.transpose(0, 2, 3, 1))
     dx, dk = jax.jit(jax.grad(loss, argnums=(0, 1)))(x.transpose(0, 2, 3, 1), wt.transpose(2, 3, 0, 1))
-    np.testing.assert_allclose(np.asarray(dx).transpose(0, 3, 1, 2), ref_dx, atol=1e-4, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(dk).transpose(2, 3, 0, 1), ref_dw, atol=1e-4, rtol=1e-5)
+    # with 128 output channels an input gradient sums 3200 products (|dx| up to ~170): float32 itself is
+    # ~2e-4 from the exact sum, so each side is held to the float64 result, JAX within twice torch's error
+    for got, ref, exact in ((np.asarray(dx).transpose(0, 3, 1, 2), ref_dx, exact_dx),
+                            (np.asarray(dk).transpose(2, 3, 0, 1), ref_dw, exact_dw)):
+        np.testing.assert_allclose(got, ref, atol=max(1e-4, 4 * np.abs(ref - exact).max()), rtol=1e-5)
+        assert np.abs(got - exact).max() <= max(1e-4, 2 * np.abs(ref - exact).max())
 
 
 def test_gradients_in_bfloat16_follow_float32():

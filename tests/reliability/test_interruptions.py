@@ -128,8 +128,8 @@ def test_nan_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny
     per_epoch = len(build_datasets(load_config("tiny", ["data.num_scenes=8"])[0]).windows["train"]) // 4
     bad = per_epoch + 3  # third step of epoch 2
 
-    def poisoned(model, config):
-        steps = real(model, config)
+    def poisoned(model, config, preprocessing):
+        steps = real(model, config, preprocessing)
         step_fn, calls = steps["train_step"], [0]
 
         def train_step(state, batch):
