@@ -29,11 +29,12 @@ def tiny_run(tmp: Path) -> types.SimpleNamespace:
     """A tiny random model with log8 preprocessing, in the fields ``reconstruct_scene`` reads."""
     import jax
 
-    from sar_jax.nn.models import SARAutoencoder, init_variables
+    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.nn.registry import init_variables
 
     cfg = {"in_channels": 1, "base_channels": 4, "latent_channels": 4, "kernel_size": 5, "negative_slope": 0.2}
     model = SARAutoencoder.from_config(cfg)
-    variables = jax.jit(lambda key: init_variables(model, key, 32))(jax.random.PRNGKey(0))
+    variables = jax.jit(lambda key: init_variables(model, key))(jax.random.PRNGKey(0))
     params = {"mode": "log8", "vmin": 0.0, "vmax": 255.0, "floor": 1e-6, "percentiles": [1.0, 99.0]}
     return types.SimpleNamespace(model=model, variables=variables, config={"model": cfg}, preprocessing_params=params,
                                  run_dir=tmp, which="best", epoch=0)

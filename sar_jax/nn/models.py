@@ -102,8 +102,3 @@ class SARAutoencoder(nn.Module):
                    latent_channels=model_cfg["latent_channels"],
                    negative_slope=model_cfg["negative_slope"], dtype=dtype)
 
-
-def init_variables(model: SARAutoencoder, rng: jax.Array, image_size: int) -> dict[str, Any]:
-    """``{"params", "batch_stats"}`` for the model on (1, S, S, C) inputs."""
-    x = jnp.zeros((1, image_size, image_size, model.in_channels), jnp.float32)
-    return dict(model.init(rng, x, train=False))

@@ -87,11 +87,12 @@ def random_run(tmp_path_factory):
 
     import jax
 
-    from sar_jax.nn.models import SARAutoencoder, init_variables
+    from sar_jax.nn.models import SARAutoencoder
+    from sar_jax.nn.registry import init_variables
 
     cfg = {"in_channels": 1, "base_channels": 4, "latent_channels": 4, "kernel_size": 5, "negative_slope": 0.2}
     model = SARAutoencoder.from_config(cfg)
-    variables = jax.jit(lambda key: init_variables(model, key, 32))(jax.random.PRNGKey(0))
+    variables = jax.jit(lambda key: init_variables(model, key))(jax.random.PRNGKey(0))
     leaves, tree = jax.tree.flatten(variables)
     keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
     leaves = [leaf + 0.1 * jax.random.normal(k, leaf.shape) if leaf.ndim == 1 else leaf

@@ -13,14 +13,15 @@ import torch
 
 from sar_jax.core.config import load_config
 from sar_jax.nn.layers import BatchNorm, StridedConv, TransposedConv
-from sar_jax.nn.models import SARAutoencoder, init_variables
+from sar_jax.nn.models import SARAutoencoder
+from sar_jax.nn.registry import init_variables
 
 
 @pytest.fixture(scope="module")
 def baseline():
     config = load_config("baseline")[0]
     model = SARAutoencoder.from_config(config["model"])
-    return model, init_variables(model, jax.random.PRNGKey(0), 32)
+    return model, init_variables(model, jax.random.PRNGKey(0))
 
 
 def test_baseline_shapes(baseline):
@@ -120,7 +121,7 @@ def test_batchnorm_matches_torch_including_unbiased_running_var():
 def test_bfloat16_model_stays_close_to_float32(tiny_config):
     m32 = SARAutoencoder.from_config(tiny_config["model"])
     m16 = SARAutoencoder.from_config(tiny_config["model"], dtype=jnp.bfloat16)
-    variables = init_variables(m32, jax.random.PRNGKey(0), 32)
+    variables = init_variables(m32, jax.random.PRNGKey(0))
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 32, 32, 1))
     y32, _ = m32.apply(variables, x, train=False)
     y16, _ = m16.apply(variables, x, train=False)

@@ -12,7 +12,8 @@ import torch
 from sar_jax.core.cli import run_main
 from sar_jax.core.config import default_config, load_config
 from sar_jax.core.errors import SarJaxError
-from sar_jax.nn.models import SARAutoencoder, init_variables
+from sar_jax.nn.models import SARAutoencoder
+from sar_jax.nn.registry import init_variables
 from sar_jax.parity.checkpoints import main
 from sar_jax.parity.convert import (
     TABLE,
@@ -52,7 +53,7 @@ def test_table_follows_the_reference_state_dict_order(cfg):
 def test_table_covers_exactly_the_flax_variables(cfg):
     """The contract with sar_jax.layers/models: the plain 5x5 layout at these paths, nothing else."""
     model = SARAutoencoder.from_config(cfg)
-    variables = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0), 32))
+    variables = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))
     flat = {tuple(str(k.key) for k in path): v.shape
             for path, v in jax.tree_util.tree_flatten_with_path(variables)[0]}
     converted = torch_to_flax(TorchAutoencoder(cfg).state_dict())

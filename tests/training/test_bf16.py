@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sar_jax.nn.models import SARAutoencoder, init_variables
+from sar_jax.nn.models import SARAutoencoder
+from sar_jax.nn.registry import init_variables
 from sar_jax.training.loop import compute_dtype
 from sar_jax.training.state import compile_steps, create_train_state
 
@@ -48,7 +49,7 @@ def test_bfloat16_outputs_and_gradients_follow_float32(tiny_config):
     config = _bf16_config(tiny_config)
     m32 = SARAutoencoder.from_config(config["model"])
     m16 = SARAutoencoder.from_config(config["model"], dtype=compute_dtype(config))
-    variables = init_variables(m32, jax.random.PRNGKey(0), 32)
+    variables = init_variables(m32, jax.random.PRNGKey(0))
     x = _batch()
     for train in (False, True):
         kw = {"mutable": ["batch_stats"]} if train else {}
