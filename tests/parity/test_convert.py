@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from sar_jax.core.cli import run_main
 from sar_jax.core.config import default_config, load_config
 from sar_jax.core.errors import SarJaxError
 from sar_jax.nn.models import SARAutoencoder
@@ -167,43 +166,34 @@ def test_cli_round_trip_of_a_saved_model(tmp_path, trained_sd):
     assert opt.param_groups[0]["lr"] == config["train"]["lr"]
 
 
-def _cli_error(argv, capsys):
-    code = run_main(main, argv)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(lines) == 1, err
-    return lines[0]
-
-
 @pytest.mark.slow
-def test_cli_bad_inputs(tmp_path, capsys, trained_sd):
-    assert "no such file" in _cli_error(["--from-torch", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "r")],
-                                        capsys)
+def test_cli_bad_inputs(tmp_path, convert_error, trained_sd):
+    assert "no such file" in convert_error(["--from-torch", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "r")])
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
-    assert "cannot be read" in _cli_error(["--from-torch", str(corrupt), "--out", str(tmp_path / "r")], capsys)
+    assert "cannot be read" in convert_error(["--from-torch", str(corrupt), "--out", str(tmp_path / "r")])
     # the library names its parameters (ckpt_path, run_dir, out); the command line names the flags
-    assert _cli_error(["--from-torch", str(tmp_path), "--out", str(tmp_path / "r")], capsys).startswith(
+    assert convert_error(["--from-torch", str(tmp_path), "--out", str(tmp_path / "r")]).startswith(
         f"error: --from-torch {tmp_path}: is a directory")
-    assert _cli_error(["--to-torch", str(corrupt), "--out", str(tmp_path / "x.pt")], capsys).startswith(
+    assert convert_error(["--to-torch", str(corrupt), "--out", str(tmp_path / "x.pt")]).startswith(
         f"error: --to-torch {corrupt}: is a file")
-    assert "no such run directory" in _cli_error(["--to-torch", str(tmp_path / "none"), "--out",
-                                                  str(tmp_path / "x.pt")], capsys)
-    assert "no checkpoints" in _cli_error(["--to-torch", str(tmp_path), "--out", str(tmp_path / "x.pt")], capsys)
+    assert "no such run directory" in convert_error(["--to-torch", str(tmp_path / "none"), "--out",
+                                                  str(tmp_path / "x.pt")])
+    assert "no checkpoints" in convert_error(["--to-torch", str(tmp_path), "--out", str(tmp_path / "x.pt")])
     # architecture mismatch: the checkpoint's config says base 8, its weights are base 4
     mismatched = tmp_path / "mismatch.pt"
     _saved_model_checkpoint(mismatched, model_cfg={"base_channels": 8}, sd=trained_sd)
-    line = _cli_error(["--from-torch", str(mismatched), "--out", str(tmp_path / "r")], capsys)
+    line = convert_error(["--from-torch", str(mismatched), "--out", str(tmp_path / "r")])
     assert "encoder.block0.conv.weight has shape (4, 1, 5, 5), expected (8, 1, 5, 5)" in line
     # a run directory where a .pt file is expected as output, and an existing run without --overwrite
     good = tmp_path / "good.pt"
     _saved_model_checkpoint(good, sd=trained_sd)
     run = tmp_path / "run"
     assert main(["--from-torch", str(good), "--out", str(run)]) == 0
-    assert _cli_error(["--to-torch", str(run), "--out", str(run)], capsys).startswith(
+    assert convert_error(["--to-torch", str(run), "--out", str(run)]).startswith(
         f"error: --out {run}: is a directory")
-    line = _cli_error(["--from-torch", str(good), "--out", str(run)], capsys)
+    line = convert_error(["--from-torch", str(good), "--out", str(run)])
     assert line.startswith(f"error: --out {run}: already holds a run") and "--overwrite" in line
     assert main(["--from-torch", str(good), "--out", str(run), "--overwrite"]) == 0
     shutil.rmtree(run / "checkpoints")
-    assert "checkpoints" in _cli_error(["--to-torch", str(run), "--out", str(tmp_path / "x.pt")], capsys)
+    assert "checkpoints" in convert_error(["--to-torch", str(run), "--out", str(tmp_path / "x.pt")])

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from sar_jax.core.cli import run_main
 from sar_jax.core.config import load_config
 from sar_jax.parity.checkpoints import main
 from sar_torch_ref.training.checkpoint import load_checkpoint, save_checkpoint, versions
@@ -88,28 +87,20 @@ def test_round_trip_through_a_run_directory(kind, tmp_path):
     assert int(load_run(tmp_path / "run2", "latest").state.step) == 3
 
 
-def _cli_error(argv, capsys):
-    code = run_main(main, argv)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(lines) == 1, err
-    return lines[0]
-
-
-def test_weights_of_another_kind_are_one_line(tmp_path, capsys):
+def test_weights_of_another_kind_are_one_line(tmp_path, convert_error):
     # a checkpoint whose config says factorized holding a U-Net's weights
     _torch_checkpoint(tmp_path / "unet_as_codec.pt", "unet", config=_config("factorized"), steps=0)
-    line = _cli_error(["--from-torch", str(tmp_path / "unet_as_codec.pt"), "--out", str(tmp_path / "r")], capsys)
+    line = convert_error(["--from-torch", str(tmp_path / "unet_as_codec.pt"), "--out", str(tmp_path / "r")])
     assert "does not match the factorized codec" in line and "missing" in line and "unexpected" in line
     assert not (tmp_path / "r").exists()
     # a hyperprior's weights under a factorized config: h_a / h_s unexpected, the bottleneck mis-shaped
     config = _config("factorized")
     _torch_checkpoint(tmp_path / "hyper_as_fact.pt", "hyperprior", config=config, steps=0)
-    line = _cli_error(["--from-torch", str(tmp_path / "hyper_as_fact.pt"), "--out", str(tmp_path / "r")], capsys)
+    line = convert_error(["--from-torch", str(tmp_path / "hyper_as_fact.pt"), "--out", str(tmp_path / "r")])
     assert "unexpected" in line and "h_a.conv0.weight" in line
     # a U-Net of another depth than its config's
     config = load_config("tiny", SMALL + KINDS["unet"] + ["model.unet_depth=3"])[0]
     _torch_checkpoint(tmp_path / "deep.pt", "unet", config=config, steps=0)
-    line = _cli_error(["--from-torch", str(tmp_path / "deep.pt"), "--out", str(tmp_path / "r")], capsys)
+    line = convert_error(["--from-torch", str(tmp_path / "deep.pt"), "--out", str(tmp_path / "r")])
     assert "does not match the U-Net (depth 3, features 4, in_channels 1)" in line
     assert not (tmp_path / "r").exists()
