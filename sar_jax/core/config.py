@@ -137,6 +137,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "devices": ("auto", _devices),
         "aux_lr": (1e-3, _float(0.0, lo_open=True)),  # factorized / hyperprior: the density's quantiles
         "target": ("input", _choice("input", "clean", "other_look")),
+        "init_from": (None, _nullable(_string)),  # a run directory: start from its best weights (fine-tuning)
     },
     "data": {
         "source": ("synthetic", _choice("synthetic", "files")),

@@ -37,6 +37,11 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return (Path(run_dir) / "checkpoints").resolve()
 
 
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds at least one finished checkpoint."""
+    return checkpoint_dir(run_dir).is_dir() and make_manager(run_dir, read_only=True).latest_step() is not None
+
+
 def make_manager(run_dir: str | Path, *, read_only: bool = False) -> ocp.CheckpointManager:
     """The run's CheckpointManager: latest 2 + best 1 by ``val_loss``."""
     directory = checkpoint_dir(run_dir)

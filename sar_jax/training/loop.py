@@ -196,6 +196,24 @@ def _end_of_epoch(state: TrainState, val_loss: float, plateau_update: Any, mesh:
     return distributed.replicate(state, mesh), improved
 
 
+def warm_start_variables(config: dict[str, Any]) -> dict[str, Any]:
+    """The best weights of the run ``train.init_from`` names (a fine-tuning start: a new lambda, new data);
+    its model section must equal ``config``'s. Optimizer, schedule and epochs start afresh."""
+    from sar_jax.inference.run import load_run
+
+    source = config["train"]["init_from"]
+    try:
+        loaded = load_run(source)
+    except SarJaxError as exc:
+        raise SarJaxError(f"train.init_from: {exc}") from None
+    differ = [f"model.{k} ({json.dumps(loaded.config['model'][k])} there, {json.dumps(v)} here)"
+              for k, v in config["model"].items() if loaded.config["model"][k] != v]
+    if differ:
+        raise SarJaxError(f"train.init_from {source}: its model differs in {', '.join(differ)}; "
+                          "a warm start needs the same model section")
+    return loaded.variables
+
+
 def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: bool = False,
                        overwrite: bool = False) -> dict[str, Any]:
     """Train (or continue) a run; returns a summary with the best epoch's validation metrics.
@@ -208,6 +226,9 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
     mesh = distributed.make_mesh(train_cfg["devices"])
     distributed.check_batch(train_cfg["batch_size"], mesh)
     main_process = distributed.is_main_process()
+    # before the data and the run directory: a bad source is refused with nothing written
+    resumed = resume and checkpointing.has_checkpoint(run_dir)
+    warm = warm_start_variables(config) if train_cfg["init_from"] and not resumed else None
     datasets = build_datasets(config)
     shard = (jax.process_index(), jax.process_count())
     loaders = make_loaders(datasets, config, shard=shard)
@@ -217,11 +238,11 @@ def train_and_evaluate(config: dict[str, Any], run_dir: str | Path, *, resume: b
     run_dir = Path(run_dir)
     model = build_model(config["model"], compute_dtype(config))
     steps = compile_steps(model, config, datasets.preprocessing_params)
-    state = distributed.replicate(create_train_state(model, config), mesh)
     manager = checkpointing.make_manager(run_dir)
+    state = distributed.replicate(create_train_state(model, config, warm), mesh)
     preprocessing = datasets.preprocessing_params
     progress = EpochProgress()
-    if resume and manager.latest_step() is not None:
+    if resumed:
         state, meta = checkpointing.restore(run_dir, state, "latest", manager)
         if meta["preprocessing_params"] != preprocessing:
             warnings.warn("the data's preprocessing differs from the checkpoint's; keeping the checkpoint's",
@@ -310,6 +331,9 @@ def setup_args() -> argparse.ArgumentParser:
     add_train_args(parser)
     parser.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
                         help="continue a run (default: --out, else the newest runs/<config>-*)")
+    parser.add_argument("--init-from", default=None, metavar="RUN_DIR",
+                        help="start from this run's best weights, e.g. to fine-tune at another loss.lmbda or on "
+                             "other data (sets train.init_from; same model section; fresh optimizer)")
     multi = parser.add_argument_group("multi-host (jax.distributed)")
     multi.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                        help="address of process 0; every process passes the same value")
@@ -353,6 +377,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.data is not None:
             raise SarJaxError("--data cannot be combined with --resume (the run's data config is used)")
+        if args.init_from is not None:
+            raise SarJaxError("--init-from cannot be combined with --resume (a resumed run keeps its weights)")
         run_dir = _resume_dir(args)
         config_file = run_dir / "config.json"
         if not config_file.is_file():
@@ -363,7 +389,8 @@ def _run(args: argparse.Namespace) -> int:
             raise SarJaxError(f"{config_file}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
         config = resume_config(stored, args.overrides, str(config_file))
     else:
-        config, name = load_config(args.config, args.overrides, args.data)
+        init = [f"train.init_from={json.dumps(args.init_from)}"] if args.init_from is not None else []
+        config, name = load_config(args.config, args.overrides + init, args.data)
         run_dir = Path(args.out) if args.out else default_run_dir(name)
     try:
         summary = train_and_evaluate(config, run_dir, resume=args.resume is not None, overwrite=args.overwrite)

@@ -92,6 +92,9 @@ def reconstruct(model: torch.nn.Module, images: np.ndarray, device: torch.device
 
 def _check_settings(config: dict[str, Any]) -> None:
     train = config["train"]
+    if train["init_from"] is not None:
+        raise SarJaxError(f"train.init_from {train['init_from']}: the PyTorch reference trainer does not "
+                          "warm-start; use python -m sar_jax.train")
     if train["dtype"] != "float32":
         warnings.warn(f"train.dtype = {train['dtype']}: the PyTorch reference trains in float32", stacklevel=3)
     if isinstance(train["devices"], int) and train["devices"] > 1:
