@@ -60,17 +60,20 @@ JPEG2000_BPP = (0.03, 0.06, 0.125, 0.25, 0.5, 1.0, 2.0)
 JPEG_QUALITY = (5, 10, 20, 40, 70, 90)
 BLOCK_FACTORS = (16, 8, 4, 2)
 LEARNED_KINDS = ("factorized", "hyperprior")
-LAMBDAS = (100.0, 300.0, 1000.0, 3000.0)  # loss.lmbda of D = MSE in the [0, 1] dB domain
+LAMBDAS = (25.0, 50.0, 100.0, 200.0)  # loss.lmbda of D = MSE in the [0, 1] dB domain: 0.05-0.4 bpp
 MS_SSIM_LAMBDAS = (2.0, 6.0, 20.0, 60.0)  # loss.lmbda of D = 1 - MS-SSIM
+BASE_LAMBDA = 1000.0  # the high-rate run every ladder point is fine-tuned from
 CLASSICAL = ("JPEG 2000", "JPEG", "block mean + bicubic")
-#: The learned codecs' training in each mode, on top of --set (CPU-sized: N 48 / M 64 and 12.8k patches seen in
-#: full mode, about 3 minutes a model on 2 cores; the quantiles' Adam at 1e-2 so that the medians settle within
-#: these few hundred steps; see docs/study.md).
-FULL_LEARNED = ["model.N=48", "model.M=64", "train.epochs=16", "train.lr=1e-3", "train.aux_lr=1e-2",
-                "data.sampling=random", "data.patches_per_epoch=800", "train.lr_patience=3",
-                "train.early_stopping_patience=6"]
+#: The learned codecs' base runs in each mode, on top of --set (CPU-sized; see docs/study.md): full mode
+#: N 64 / M 192 on 128 px patches, 12k steps of 4 (~20 min on 2 cores); the quantiles' Adam at 1e-2.
+FULL_LEARNED = ["model.N=64", "model.M=192", "data.patch_size=128", "train.batch_size=4", "train.epochs=6",
+                "train.lr=1e-3", "train.aux_lr=1e-2", "data.sampling=random", "data.patches_per_epoch=8000",
+                "train.lr_patience=3", "train.early_stopping_patience=6"]
 QUICK_LEARNED = ["model.N=16", "model.M=24", "train.epochs=3", "train.lr=1e-3", "train.aux_lr=1e-2",
                  "data.sampling=random", "data.patches_per_epoch=320"]
+#: ... and on top of those, the fine-tuning of each ladder point (full: 3k steps, ~5 min a point).
+FULL_FINE_TUNE = ["train.epochs=2", "data.patches_per_epoch=6000", "train.lr=5e-4"]
+QUICK_FINE_TUNE = ["train.epochs=1", "data.patches_per_epoch=160"]
 ANCHOR = "JPEG 2000"
 MIN_OVERLAP = 0.5  # of the narrower curve's quality range, for a BD-rate
 
@@ -242,21 +245,43 @@ def earlier_autoencoder_points(path: Path, dataset: str, fresh: dict[str, Any]) 
     return [p for p in earlier["points"] if p["codec"].startswith("autoencoder")]
 
 
-def train_learned(kinds: Sequence[str], distortions: Sequence[str], lambdas: dict[str, Sequence[float]],
-                  overrides: list[str], out: Path, data: str | None) -> dict[str, dict[float, Path]]:
-    """One run per learned kind, distortion and lambda through the sweep (finished runs are reused)."""
-    from sar_jax.training.sweep import run_name, run_sweep
+def _train_grid(kind: str, grid: list[tuple[str, list[Any]]], overrides: list[str], out: Path,
+                data: str | None) -> None:
+    from sar_jax.training.sweep import run_sweep
 
-    runs = {}
+    _, failures = run_sweep(kind, grid, overrides, out, data)
+    if failures:
+        raise SarJaxError("training failed: " + "; ".join(failures))
+
+
+def train_learned(kinds: Sequence[str], distortions: Sequence[str], lambdas: dict[str, Sequence[float]],
+                  base_lmbda: float, overrides: list[str], fine_tune: list[str], out: Path, data: str | None,
+                  bases_from: dict[str, Path] | None = None) -> tuple[dict[str, dict[float, Path]], dict[str, Path]]:
+    """Per learned kind, a base run (D = MSE at ``base_lmbda``) trained with ``overrides``, then every ladder
+    point fine-tuned from it (``train.init_from``) with ``fine_tune`` on top, as learned-codec ladders are
+    usually trained; with ``bases_from`` (the previous dataset's base runs) the points are fine-tuned from
+    that kind's base instead and no base is trained here. Finished runs are reused. Returns the runs by curve
+    label, then lambda (a base that is no ladder point is a curve of its own), and this dataset's bases."""
+    from sar_jax.training.sweep import run_name
+
+    runs, bases = {}, {}
     for kind in kinds:
+        base_point = {"loss.distortion": "mse", "loss.lmbda": base_lmbda}
+        source = (bases_from or {}).get(kind)
+        if source is None:
+            _train_grid(kind, [(k, [v]) for k, v in base_point.items()], overrides, out / kind, data)
+            source = bases[kind] = out / kind / run_name(base_point)
+            if "mse" not in distortions or base_lmbda not in lambdas["mse"]:
+                runs[learned_label(kind, "mse") + ", base run"] = {base_lmbda: source}
+        start = [f"train.init_from={json.dumps(str(source))}"]
         for d in distortions:
-            grid = [("loss.distortion", [d]), ("loss.lmbda", list(lambdas[d]))]
-            _, failures = run_sweep(kind, grid, overrides, out / kind, data)
-            if failures:
-                raise SarJaxError("training failed: " + "; ".join(failures))
+            tuned = [lm for lm in lambdas[d] if kind not in bases or (d, lm) != ("mse", base_lmbda)]
+            if tuned:
+                _train_grid(kind, [("loss.distortion", [d]), ("loss.lmbda", tuned)], overrides + fine_tune + start,
+                            out / kind, data)
             runs[learned_label(kind, d)] = {lm: out / kind / run_name({"loss.distortion": d, "loss.lmbda": lm})
                                             for lm in lambdas[d]}
-    return runs
+    return runs, bases
 
 
 def train_models(config: str, overrides: list[str], out: Path, data: str | None, widths: Sequence[int],
@@ -369,6 +394,9 @@ def setup_args() -> argparse.ArgumentParser:
     parser.add_argument("--lambdas", type=_numbers(float, math.inf), default=LAMBDAS, metavar="L1,L2,...",
                         help=f"loss.lmbda ladder of the MSE-trained learned codecs (default "
                              f"{','.join(f'{v:g}' for v in LAMBDAS)})")
+    parser.add_argument("--base-lambda", type=float, default=BASE_LAMBDA, metavar="L",
+                        help=f"loss.lmbda (D = MSE) of the base run each ladder point is fine-tuned from "
+                             f"(default {BASE_LAMBDA:g})")
     parser.add_argument("--distortions", type=_distortions, default=("mse",), metavar="D1,D2",
                         help="loss.distortion of the learned codecs: mse, ms_ssim (default mse; the MS-SSIM ladder "
                              f"is {','.join(f'{v:g}' for v in MS_SSIM_LAMBDAS)})")
@@ -378,6 +406,9 @@ def setup_args() -> argparse.ArgumentParser:
                         help="override a config key of every model (repeatable)")
     parser.add_argument("--learned-set", dest="learned_overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="override a config key of the learned codecs only")
+    parser.add_argument("--fine-tune-set", dest="fine_tune_overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override a config key of the learned codecs' fine-tuned ladder points only")
     return parser
 
 
@@ -421,11 +452,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     earlier = Path(args.autoencoder_from) if args.autoencoder_from else None
     if earlier is not None and not earlier.is_file():
         raise SarJaxError(f"--autoencoder-from {earlier}: no such file")
-    studies = []
+    fine_tune = (QUICK_FINE_TUNE if args.quick else FULL_FINE_TUNE) + list(args.fine_tune_overrides)
+    studies, bases = [], None
     for name, path in datasets:
         run_dirs = {} if earlier else train_models(config, overrides, out / f"models-{name}", path,
                                                    args.latent_channels, args.ssim_weights)
-        learned = train_learned(args.kinds, args.distortions, lambdas, learned_overrides, out / f"learned-{name}", path)
+        learned, trained_bases = train_learned(args.kinds, args.distortions, lambdas, args.base_lambda,
+                                               learned_overrides, fine_tune, out / f"learned-{name}", path, bases)
+        bases = bases or trained_bases  # the first dataset's base runs start every later dataset's ladder
         studies.append(study(name, run_dirs, learned, earlier))
         print(f"{name}: {len(studies[-1]['points'])} RD points", flush=True)
     result = {"command": "python -m benchmarks.rate_distortion " + " ".join(argv or sys.argv[1:]),
@@ -433,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "latent_channels": list(args.latent_channels), "ssim_weights": list(args.ssim_weights),
               "kinds": list(args.kinds), "distortions": list(args.distortions),
               "lambdas": {d: list(lambdas[d]) for d in args.distortions}, "learned_overrides": learned_overrides,
+              "base_lambda": args.base_lambda, "fine_tune_overrides": fine_tune,
               "autoencoder_from": str(earlier) if earlier else None,
               "seconds": time.perf_counter() - t0, "studies": studies}
     write_json_atomic(out / "rd.json", result)

@@ -37,6 +37,37 @@ def test_flags_are_checked():
     assert rd.autoencoder_label(0.25) == "autoencoder, 0.75 MSE + 0.25 SSIM (int8 latent)"
 
 
+def test_ladders_are_fine_tuned_from_one_base_run_per_kind(tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(rd, "_train_grid", lambda kind, grid, overrides, out, data: trained.append(
+        (kind, grid, [o for o in overrides if o.startswith(("train.init_from", "tune"))], out.parent.name)))
+    lambdas = {"mse": (25.0, 100.0), "ms_ssim": (6.0,)}
+    runs, bases = rd.train_learned(["hyperprior"], ["mse", "ms_ssim"], lambdas, 1000.0, ["own"], ["tune"],
+                                   tmp_path / "synthetic", None)
+    base = tmp_path / "synthetic" / "hyperprior" / "loss.distortion=mse,loss.lmbda=1000.0"
+    start = f"train.init_from={json.dumps(str(base))}"
+    assert trained == [("hyperprior", [("loss.distortion", ["mse"]), ("loss.lmbda", [1000.0])], [], "synthetic"),
+                       ("hyperprior", [("loss.distortion", ["mse"]), ("loss.lmbda", [25.0, 100.0])],
+                        ["tune", start], "synthetic"),
+                       ("hyperprior", [("loss.distortion", ["ms_ssim"]), ("loss.lmbda", [6.0])],
+                        ["tune", start], "synthetic")]
+    assert bases == {"hyperprior": base}
+    assert runs[rd.learned_label("hyperprior", "mse") + ", base run"] == {1000.0: base}  # not on the ladder
+    assert sorted(runs[rd.learned_label("hyperprior", "mse")]) == [25.0, 100.0]
+    # the next dataset fine-tunes every point from that base and trains no base of its own
+    trained.clear()
+    runs, again = rd.train_learned(["hyperprior"], ["mse"], {"mse": (25.0, 1000.0)}, 1000.0, ["own"], ["tune"],
+                                   tmp_path / "real", None, bases)
+    assert again == {} and list(runs) == [rd.learned_label("hyperprior", "mse")]
+    assert trained == [("hyperprior", [("loss.distortion", ["mse"]), ("loss.lmbda", [25.0, 1000.0])],
+                        ["tune", start], "real")]
+    # a base that is a ladder point is that point, trained once
+    trained.clear()
+    runs, _ = rd.train_learned(["factorized"], ["mse"], {"mse": (25.0, 1000.0)}, 1000.0, ["own"], ["tune"],
+                               tmp_path / "synthetic", None)
+    assert [t[1][1][1] for t in trained] == [[1000.0], [25.0]] and list(runs) == [rd.learned_label("factorized", "mse")]
+
+
 @pytest.mark.slow
 def test_tiny_study_writes_curves_from_real_bytes(tmp_path, monkeypatch):
     out = tmp_path / "rd"
@@ -85,6 +116,7 @@ def test_learned_codecs_join_an_earlier_study(tmp_path):
                    + tiny64) == 0
     out = tmp_path / "learned"
     argv = ["--quick", "--data", "none", "--autoencoder-from", str(first / "rd.json"), "--lambdas", "2000",
+            "--base-lambda", "2000",
             "--out", str(out), "--learned-set", "model.N=4", "--learned-set", "model.M=4",
             "--learned-set", "data.patches_per_epoch=16"] + tiny64
     assert rd.main(argv) == 0
