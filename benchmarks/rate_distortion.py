@@ -2,8 +2,9 @@
 
     python -m benchmarks.rate_distortion [--quick] [--data PATH] [--out DIR]
                                          [--latent-channels 2,4,8,16] [--ssim-weights 0.5,0]
-                                         [--kinds factorized,hyperprior] [--lambdas 50,150,500,1500]
-                                         [--distortions mse,ms_ssim] [--autoencoder-from RD.json]
+                                         [--kinds factorized,hyperprior] [--lambdas 25,50,100,200]
+                                         [--base-lambda 1000] [--distortions mse,ms_ssim]
+                                         [--autoencoder-from RD.json]
 
 For each dataset (the synthetic data, and the real scenes in ``--data``, default ``../shared/data/sar``
 when present) a sweep trains one model per latent width (``model.latent_channels`` 2, 4, 8, 16) and
@@ -21,7 +22,9 @@ BD-rate (Bjontegaard, cubic fit in log rate; the ``bjontegaard`` package) of eve
 JPEG 2000, for PSNR and MS-SSIM. Writes ``rd.json``, ``rd.md`` and ``rd.png`` under ``--out``.
 
 The learned codecs (``--kinds``: ``model.kind`` factorized and hyperprior, ``configs/<kind>.json``)
-train one model per ``loss.lmbda`` of the ladder and distortion (``--distortions``: MSE, 1 - MS-SSIM);
+train one base run per kind (D = MSE at ``--base-lambda``) and fine-tune from it one model per
+``loss.lmbda`` of the ladder and distortion (``--distortions``: MSE, 1 - MS-SSIM); the real scenes'
+models are fine-tuned from the synthetic base runs;
 their rate is the bytes of their real entropy-coded bitstreams of each whole region
 (:class:`~sar_jax.inference.entropy_codec.LearnedCodec`, without the ``.sarc`` header), reported beside
 the models' own estimate from their likelihoods (``estimated_bpp``). ``--autoencoder-from`` takes the
@@ -61,7 +64,7 @@ JPEG_QUALITY = (5, 10, 20, 40, 70, 90)
 BLOCK_FACTORS = (16, 8, 4, 2)
 LEARNED_KINDS = ("factorized", "hyperprior")
 LAMBDAS = (25.0, 50.0, 100.0, 200.0)  # loss.lmbda of D = MSE in the [0, 1] dB domain: 0.05-0.4 bpp
-MS_SSIM_LAMBDAS = (2.0, 6.0, 20.0, 60.0)  # loss.lmbda of D = 1 - MS-SSIM
+MS_SSIM_LAMBDAS = (1.5, 3.0, 6.0, 12.0)  # loss.lmbda of D = 1 - MS-SSIM: about the same rates
 BASE_LAMBDA = 1000.0  # the high-rate run every ladder point is fine-tuned from
 CLASSICAL = ("JPEG 2000", "JPEG", "block mean + bicubic")
 #: The learned codecs' base runs in each mode, on top of --set (CPU-sized; see docs/study.md): full mode
