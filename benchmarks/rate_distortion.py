@@ -199,6 +199,7 @@ def study(dataset: str, run_dirs: dict[float, dict[int, Path]], learned: dict[st
     learned_runs = {label: {lm: load_run(d) for lm, d in sorted(by_lmbda.items())}
                     for label, by_lmbda in learned.items()}
     first = next(iter(next(iter({**runs, **learned_runs}.values())).values()))
+    check_one_split([r for by in (*runs.values(), *learned_runs.values()) for r in by.values()])
     images, params = eval_regions(first), first.preprocessing_params
     points = [rd_point(ANCHOR, bpp, lambda x, b=bpp: jpeg2000(x, b), images, params) for bpp in JPEG2000_BPP]
     points += [rd_point("JPEG", q, lambda x, q=q: jpeg(x, q), images, params) for q in JPEG_QUALITY]
@@ -216,6 +217,28 @@ def study(dataset: str, run_dirs: dict[float, dict[int, Path]], learned: dict[st
     add_anchor_gaps(points)
     return {"dataset": dataset, "images": [i.name for i in images], "pixels": sum(i.x.size for i in images),
             "preprocessing_params": params, "points": points, "bd_rate_vs_jpeg2000": bd_rates(points)}
+
+
+def check_one_split(runs: list[Any]) -> None:
+    """Every codec of a dataset is scored on the first run's test regions in its dB domain: refuse runs
+    trained on another split or preprocessing (their test regions could hold their training pixels)."""
+    from sar_jax.data.pipeline import build_datasets
+
+    splits: dict[str, Any] = {}
+
+    def split(run: Any) -> Any:
+        key = json.dumps([run.config["data"], run.config["train"]["seed"], run.config["train"]["target"]])
+        if key not in splits:
+            datasets = build_datasets(run.config)
+            splits[key] = (datasets.sources, datasets.regions["test"])
+        return splits[key], run.preprocessing_params
+
+    expected = split(runs[0])
+    for run in runs[1:]:
+        if split(run) != expected:
+            raise SarJaxError(f"{run.path}: trained on another split or preprocessing than {runs[0].path} "
+                              "(data.patch_size, the fractions or the seed differ); every codec of a study "
+                              "must share one test split")
 
 
 def add_anchor_gaps(points: list[dict[str, Any]]) -> None:
@@ -246,6 +269,21 @@ def earlier_autoencoder_points(path: Path, dataset: str, fresh: dict[str, Any]) 
         raise SarJaxError(f"--autoencoder-from {path}: its '{dataset}' test regions differ from this run's "
                           "(its classical codecs' points are not reproduced); train the autoencoders instead")
     return [p for p in earlier["points"] if p["codec"].startswith("autoencoder")]
+
+
+def files_grid(config: str, overrides: list[str], kind: str, learned_overrides: list[str]) -> list[str]:
+    """The learned codecs' overrides on real scenes: the autoencoders' patch size, since a few large scenes
+    are split into blocks of the patch size and every codec must share the test blocks, with the batch and
+    the patches per epoch scaled to keep the learned recipe's pixels per step and per epoch."""
+    from sar_jax.core.config import load_config
+
+    study_patch = load_config(config, overrides)[0]["data"]["patch_size"]
+    learned = load_config(kind, learned_overrides)[0]
+    scale = max(1, learned["data"]["patch_size"] ** 2 // study_patch ** 2)
+    grid = [f"data.patch_size={study_patch}", f"train.batch_size={learned['train']['batch_size'] * scale}"]
+    if learned["data"]["patches_per_epoch"] is not None:
+        grid.append(f"data.patches_per_epoch={learned['data']['patches_per_epoch'] * scale}")
+    return grid
 
 
 def _train_grid(kind: str, grid: list[tuple[str, list[Any]]], overrides: list[str], out: Path,
@@ -451,17 +489,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     datasets = [("synthetic", None)] + ([("real", data)] if data and data != "none" else [])
     learned_overrides = (defaults + (QUICK_LEARNED if args.quick else FULL_LEARNED) + list(args.overrides)
                          + list(args.learned_overrides))
+    fine_tune = (QUICK_FINE_TUNE if args.quick else FULL_FINE_TUNE) + list(args.fine_tune_overrides)
+    on_files = {what: files_grid(config, overrides, args.kinds[0], learned_overrides + extra) if args.kinds else []
+                for what, extra in (("base", []), ("fine_tune", fine_tune))}
     lambdas = {"mse": args.lambdas, "ms_ssim": MS_SSIM_LAMBDAS}
     earlier = Path(args.autoencoder_from) if args.autoencoder_from else None
     if earlier is not None and not earlier.is_file():
         raise SarJaxError(f"--autoencoder-from {earlier}: no such file")
-    fine_tune = (QUICK_FINE_TUNE if args.quick else FULL_FINE_TUNE) + list(args.fine_tune_overrides)
     studies, bases = [], None
     for name, path in datasets:
         run_dirs = {} if earlier else train_models(config, overrides, out / f"models-{name}", path,
                                                    args.latent_channels, args.ssim_weights)
         learned, trained_bases = train_learned(args.kinds, args.distortions, lambdas, args.base_lambda,
-                                               learned_overrides, fine_tune, out / f"learned-{name}", path, bases)
+                                               learned_overrides + (on_files["base"] if path else []),
+                                               fine_tune + (on_files["fine_tune"] if path else []),
+                                               out / f"learned-{name}", path, bases)
         bases = bases or trained_bases  # the first dataset's base runs start every later dataset's ladder
         studies.append(study(name, run_dirs, learned, earlier))
         print(f"{name}: {len(studies[-1]['points'])} RD points", flush=True)
@@ -470,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "latent_channels": list(args.latent_channels), "ssim_weights": list(args.ssim_weights),
               "kinds": list(args.kinds), "distortions": list(args.distortions),
               "lambdas": {d: list(lambdas[d]) for d in args.distortions}, "learned_overrides": learned_overrides,
-              "base_lambda": args.base_lambda, "fine_tune_overrides": fine_tune,
+              "base_lambda": args.base_lambda, "fine_tune_overrides": fine_tune, "files_overrides": on_files,
               "autoencoder_from": str(earlier) if earlier else None,
               "seconds": time.perf_counter() - t0, "studies": studies}
     write_json_atomic(out / "rd.json", result)

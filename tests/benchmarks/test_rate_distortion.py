@@ -68,6 +68,33 @@ def test_ladders_are_fine_tuned_from_one_base_run_per_kind(tmp_path, monkeypatch
     assert [t[1][1][1] for t in trained] == [[1000.0], [25.0]] and list(runs) == [rd.learned_label("factorized", "mse")]
 
 
+def test_real_scene_ladders_share_the_autoencoders_grid_and_pixels_per_step():
+    study = ["data.patch_size=64"]
+    grid = rd.files_grid("baseline", study, "hyperprior", study + rd.FULL_LEARNED + rd.FULL_FINE_TUNE)
+    # 4 x 128^2 px a step -> 16 x 64^2; 6000 patches of 128 px an epoch -> 24000 of 64 px
+    assert grid == ["data.patch_size=64", "train.batch_size=16", "data.patches_per_epoch=24000"]
+
+
+def test_runs_of_another_split_are_refused():
+    from types import SimpleNamespace
+
+    from sar_jax.core.config import load_config
+    from sar_jax.data.pipeline import build_datasets
+
+    def run(name, *overrides):
+        config = load_config("tiny", list(overrides))[0]
+        return SimpleNamespace(config=config, path=name,
+                               preprocessing_params=build_datasets(config).preprocessing_params)
+
+    first = run("a")
+    rd.check_one_split([first, run("b", "data.patches_per_epoch=8")])  # another sampling, the same split
+    with pytest.raises(SarJaxError, match=r"^c: trained on another split or preprocessing than a"):
+        rd.check_one_split([first, run("c", "train.seed=1")])
+    other = run("d", "data.percentiles=[2.0, 98.0]")
+    with pytest.raises(SarJaxError, match=r"^d: trained on another split or preprocessing"):
+        rd.check_one_split([first, other])
+
+
 @pytest.mark.slow
 def test_tiny_study_writes_curves_from_real_bytes(tmp_path, monkeypatch):
     out = tmp_path / "rd"
