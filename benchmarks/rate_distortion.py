@@ -64,6 +64,7 @@ JPEG_QUALITY = (5, 10, 20, 40, 70, 90)
 BLOCK_FACTORS = (16, 8, 4, 2)
 LEARNED_KINDS = ("factorized", "hyperprior")
 LAMBDAS = (25.0, 50.0, 100.0, 200.0)  # loss.lmbda of D = MSE in the [0, 1] dB domain: 0.05-0.4 bpp
+QUICK_LAMBDAS = (50.0, 200.0)  # --quick: two points, the higher one the base run
 MS_SSIM_LAMBDAS = (1.5, 3.0, 6.0, 12.0)  # loss.lmbda of D = 1 - MS-SSIM: about the same rates
 BASE_LAMBDA = 1000.0  # the high-rate run every ladder point is fine-tuned from
 CLASSICAL = ("JPEG 2000", "JPEG", "block mean + bicubic")
@@ -432,12 +433,13 @@ def setup_args() -> argparse.ArgumentParser:
                              "(default 0.5,0; --quick: 0.5)")
     parser.add_argument("--kinds", type=_kinds, default=LEARNED_KINDS, metavar="K1,K2",
                         help="learned codecs to train (model.kind factorized, hyperprior; default both; 'none')")
-    parser.add_argument("--lambdas", type=_numbers(float, math.inf), default=LAMBDAS, metavar="L1,L2,...",
+    parser.add_argument("--lambdas", type=_numbers(float, math.inf), default=None, metavar="L1,L2,...",
                         help=f"loss.lmbda ladder of the MSE-trained learned codecs (default "
-                             f"{','.join(f'{v:g}' for v in LAMBDAS)})")
-    parser.add_argument("--base-lambda", type=float, default=BASE_LAMBDA, metavar="L",
+                             f"{','.join(f'{v:g}' for v in LAMBDAS)}; --quick: "
+                             f"{','.join(f'{v:g}' for v in QUICK_LAMBDAS)})")
+    parser.add_argument("--base-lambda", type=float, default=None, metavar="L",
                         help=f"loss.lmbda (D = MSE) of the base run each ladder point is fine-tuned from "
-                             f"(default {BASE_LAMBDA:g})")
+                             f"(default {BASE_LAMBDA:g}; --quick: the ladder's highest)")
     parser.add_argument("--distortions", type=_distortions, default=("mse",), metavar="D1,D2",
                         help="loss.distortion of the learned codecs: mse, ms_ssim (default mse; the MS-SSIM ladder "
                              f"is {','.join(f'{v:g}' for v in MS_SSIM_LAMBDAS)})")
@@ -476,6 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = "quickstart" if args.quick else "baseline"
     if args.ssim_weights is None:
         args.ssim_weights = QUICK_SSIM_WEIGHTS if args.quick else SSIM_WEIGHTS
+    if args.lambdas is None:
+        args.lambdas = QUICK_LAMBDAS if args.quick else LAMBDAS
+    if args.base_lambda is None:
+        args.base_lambda = max(args.lambdas) if args.quick else BASE_LAMBDA
     defaults = []
     if not args.quick:  # baseline-width models on the quickstart's data, trained longer
         # lr 3e-4: these 64 px patches reach in 3 epochs what the baseline's 1e-4 needs 6 for
