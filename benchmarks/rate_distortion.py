@@ -79,6 +79,7 @@ QUICK_LEARNED = ["model.N=16", "model.M=24", "train.epochs=3", "train.lr=1e-3", 
 FULL_FINE_TUNE = ["train.epochs=2", "data.patches_per_epoch=6000", "train.lr=5e-4"]
 QUICK_FINE_TUNE = ["train.epochs=1", "data.patches_per_epoch=160"]
 ANCHOR = "JPEG 2000"
+BASE_RUN = ", base run"  # the label suffix of a base run that is no ladder point
 MIN_OVERLAP = 0.5  # of the narrower curve's quality range, for a BD-rate
 
 
@@ -314,7 +315,7 @@ def train_learned(kinds: Sequence[str], distortions: Sequence[str], lambdas: dic
             _train_grid(kind, [(k, [v]) for k, v in base_point.items()], overrides, out / kind, data)
             source = bases[kind] = out / kind / run_name(base_point)
             if "mse" not in distortions or base_lmbda not in lambdas["mse"]:
-                runs[learned_label(kind, "mse") + ", base run"] = {base_lmbda: source}
+                runs[learned_label(kind, "mse") + BASE_RUN] = {base_lmbda: source}
         start = [f"train.init_from={json.dumps(str(source))}"]
         for d in distortions:
             tuned = [lm for lm in lambdas[d] if kind not in bases or (d, lm) != ("mse", base_lmbda)]
@@ -384,6 +385,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     panels = [("psnr", "PSNR (dB, [0, 1] dB domain)"), ("ms_ssim", "MS-SSIM"),
               ("psnr_clean", "PSNR against the clean reflectivity (dB)")]
     studies = result["studies"]
+    # one colour per curve in every panel; a base run in its ladder's colour, as a square
+    curves = [c for c in dict.fromkeys(p["codec"] for s in studies for p in s["points"]) if not c.endswith(BASE_RUN)]
+    colour = {c: f"C{i % 10}" for i, c in enumerate(curves)}
     fig, axes = plt.subplots(len(studies), 3, figsize=(16, 4.2 * len(studies)), squeeze=False)
     for row, s in zip(axes, studies):
         for ax, (metric, label) in zip(row, panels):
@@ -394,7 +398,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
                 continue
             for codec in dict.fromkeys(p["codec"] for p in pts_all):
                 pts = sorted((p for p in pts_all if p["codec"] == codec), key=lambda p: p["bpp"])
-                ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], "o-", label=codec, ms=4)
+                base = codec.endswith(BASE_RUN)
+                ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], "s" if base else "o-", label=codec,
+                        ms=6 if base else 4, color=colour[codec.removesuffix(BASE_RUN)])
             ax.set_xscale("log", base=2)
             ax.set_xlabel("bits per input pixel")
             ax.set_ylabel(label)

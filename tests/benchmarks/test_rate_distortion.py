@@ -52,7 +52,7 @@ def test_ladders_are_fine_tuned_from_one_base_run_per_kind(tmp_path, monkeypatch
                        ("hyperprior", [("loss.distortion", ["ms_ssim"]), ("loss.lmbda", [6.0])],
                         ["tune", start], "synthetic")]
     assert bases == {"hyperprior": base}
-    assert runs[rd.learned_label("hyperprior", "mse") + ", base run"] == {1000.0: base}  # not on the ladder
+    assert runs[rd.learned_label("hyperprior", "mse") + rd.BASE_RUN] == {1000.0: base}  # not on the ladder
     assert sorted(runs[rd.learned_label("hyperprior", "mse")]) == [25.0, 100.0]
     # the next dataset fine-tunes every point from that base and trains no base of its own
     trained.clear()
