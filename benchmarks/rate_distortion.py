@@ -24,12 +24,13 @@ JPEG 2000, for PSNR and MS-SSIM. Writes ``rd.json``, ``rd.md`` and ``rd.png`` un
 The learned codecs (``--kinds``: ``model.kind`` factorized and hyperprior, ``configs/<kind>.json``)
 train one base run per kind (D = MSE at ``--base-lambda``) and fine-tune from it one model per
 ``loss.lmbda`` of the ladder and distortion (``--distortions``: MSE, 1 - MS-SSIM); the real scenes'
-models are fine-tuned from the synthetic base runs;
-their rate is the bytes of their real entropy-coded bitstreams of each whole region
-(:class:`~sar_jax.inference.entropy_codec.LearnedCodec`, without the ``.sarc`` header), reported beside
-the models' own estimate from their likelihoods (``estimated_bpp``). ``--autoencoder-from`` takes the
-autoencoder's points from an earlier result of the same data instead of training them again; the
-classical codecs are recomputed and must reproduce that result's points (the same test regions).
+models are fine-tuned from the synthetic base runs, on the autoencoders' patch grid (every codec of a
+dataset is scored on one test split, checked). Their rate is the bytes of their real entropy-coded
+bitstreams of each whole region (:class:`~sar_jax.inference.entropy_codec.LearnedCodec`, without the
+``.sarc`` header), reported beside the models' own estimate from their likelihoods (``estimated_bpp``).
+``--autoencoder-from`` takes the autoencoder's points from an earlier result of the same data instead of
+training them again; the classical codecs are recomputed and must reproduce that result's points (the
+same test regions).
 """
 
 from __future__ import annotations
