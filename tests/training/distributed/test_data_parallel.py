@@ -54,3 +54,18 @@ def test_batch_not_divisible_by_devices_is_refused(tmp_path):
     assert "does not divide evenly over 4 devices" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_one_device_run_warm_starts_a_four_device_run(straight_run, tmp_path):
+    import jax
+
+    from sar_jax.inference.run import load_run
+
+    tuned, lr = tmp_path / "tuned", 1e-5
+    train_cli([*TINY, "--out", str(tuned), "--init-from", str(straight_run), "--set", "train.epochs=1",
+               "--set", f"train.lr={lr}", "--set", "train.devices=4"], devices=4)
+    src, new = load_run(straight_run), load_run(tuned)
+    steps = int(new.state.step)
+    diffs = jax.tree.leaves(jax.tree.map(lambda u, v: float(np.max(np.abs(np.asarray(u) - np.asarray(v)))),
+                                         new.variables["params"], src.variables["params"]))
+    assert steps > 0 and 0 < max(diffs) <= 3.2 * lr * steps  # moved, by at most Adam's bound, from the source
