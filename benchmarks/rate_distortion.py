@@ -503,8 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     learned_overrides = (defaults + (QUICK_LEARNED if args.quick else FULL_LEARNED) + list(args.overrides)
                          + list(args.learned_overrides))
     fine_tune = (QUICK_FINE_TUNE if args.quick else FULL_FINE_TUNE) + list(args.fine_tune_overrides)
-    on_files = {what: files_grid(config, overrides, args.kinds[0], learned_overrides + extra) if args.kinds else []
-                for what, extra in (("base", []), ("fine_tune", fine_tune))}
+    # base runs train on the synthetic data only: on files every learned run is a fine-tuned one
+    on_files = files_grid(config, overrides, args.kinds[0], learned_overrides + fine_tune) if args.kinds else []
     lambdas = {"mse": args.lambdas, "ms_ssim": MS_SSIM_LAMBDAS}
     earlier = Path(args.autoencoder_from) if args.autoencoder_from else None
     if earlier is not None and not earlier.is_file():
@@ -514,8 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dirs = {} if earlier else train_models(config, overrides, out / f"models-{name}", path,
                                                    args.latent_channels, args.ssim_weights)
         learned, trained_bases = train_learned(args.kinds, args.distortions, lambdas, args.base_lambda,
-                                               learned_overrides + (on_files["base"] if path else []),
-                                               fine_tune + (on_files["fine_tune"] if path else []),
+                                               learned_overrides, fine_tune + (on_files if path else []),
                                                out / f"learned-{name}", path, bases)
         bases = bases or trained_bases  # the first dataset's base runs start every later dataset's ladder
         studies.append(study(name, run_dirs, learned, earlier))

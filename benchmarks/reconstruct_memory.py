@@ -32,7 +32,8 @@ def tiny_run(tmp: Path) -> types.SimpleNamespace:
     from sar_jax.nn.models import SARAutoencoder
     from sar_jax.nn.registry import init_variables
 
-    cfg = {"in_channels": 1, "base_channels": 4, "latent_channels": 4, "kernel_size": 5, "negative_slope": 0.2}
+    cfg = {"kind": "baseline", "in_channels": 1, "base_channels": 4, "latent_channels": 4, "kernel_size": 5,
+           "negative_slope": 0.2}
     model = SARAutoencoder.from_config(cfg)
     variables = jax.jit(lambda key: init_variables(model, key))(jax.random.PRNGKey(0))
     params = {"mode": "log8", "vmin": 0.0, "vmax": 255.0, "floor": 1e-6, "percentiles": [1.0, 99.0]}

@@ -136,7 +136,7 @@ def reconstruct_scene(run: Any, input_path: str | Path, output: str | Path, *, t
     from sar_jax.inference import run as inference
 
     _check_args(tile, halo, batch_size, latent_dtype)
-    kind = run.config["model"].get("kind", "baseline")
+    kind = run.config["model"]["kind"]
     if save_latent and kind in CODEC_KINDS:
         return reconstruct_coded(run, input_path, output, save_latent, tile=tile, halo=halo, batch_size=batch_size,
                                  units=units, band=band, allow_clipping=allow_clipping, progress=progress)
@@ -328,7 +328,7 @@ def reconstruct_many(checkpoint: str | Path, inputs: list[Path], out_dir: Path, 
     rows = []
     for scene in inputs:
         out = out_dir / output_name(scene)
-        suffix = ".sarc" if run.config["model"].get("kind", "baseline") in CODEC_KINDS else ".latent.tif"
+        suffix = ".sarc" if run.config["model"]["kind"] in CODEC_KINDS else ".latent.tif"
         latent = latent_dir / f"{scene.stem}{suffix}" if latent_dir is not None else None
         if out.exists() and (latent is None or latent.exists()):
             rows.append({"input": str(scene), "status": "skipped (done)", "output": str(out)})

@@ -90,7 +90,8 @@ def random_run(tmp_path_factory):
     from sar_jax.nn.models import SARAutoencoder
     from sar_jax.nn.registry import init_variables
 
-    cfg = {"in_channels": 1, "base_channels": 4, "latent_channels": 4, "kernel_size": 5, "negative_slope": 0.2}
+    cfg = {"kind": "baseline", "in_channels": 1, "base_channels": 4, "latent_channels": 4, "kernel_size": 5,
+           "negative_slope": 0.2}
     model = SARAutoencoder.from_config(cfg)
     variables = jax.jit(lambda key: init_variables(model, key))(jax.random.PRNGKey(0))
     leaves, tree = jax.tree.flatten(variables)
